@@ -1,0 +1,77 @@
+# Fortress developer entry points. Run as root on a Debian/Ubuntu machine.
+#   make demo   - bootstrap, build lab images, start a lab fleet, converge site.yml, prove it
+#   make test   - everything CI runs (lint, unit, integration, Molecule), with stage timings
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT      := $(CURDIR)
+VENV      := $(ROOT)/.venv
+BIN       := $(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export PYTHONPATH := $(ROOT)/tools
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+LAB       := $(BIN)/python -m fortress_lab
+STAGE     := scripts/stage.sh
+REPORTS   := $(ROOT)/.cache/reports
+N         ?= 2
+KIND      ?= container
+SCENARIOS ?= default
+
+.PHONY: help bootstrap images lab-up lab-down converge check demo lint unit integration \
+        molecule sanity build test test-clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+bootstrap: ## Install what is missing on this machine and start dockerd (idempotent)
+	@bash scripts/bootstrap.sh
+
+images: bootstrap ## Build the lab host images (cached by recipe hash)
+	@$(LAB) images
+
+lab-up: images ## Start N lab hosts (default 2) of KIND (container) and write inventories/lab/hosts.yml
+	@$(LAB) up --count $(N) --kind $(KIND)
+
+lab-down: ## Remove the lab hosts, their volumes and the generated inventory
+	@$(LAB) down
+
+converge: ## ansible-playbook site.yml on the lab fleet
+	@$(BIN)/ansible-playbook -i inventories/lab site.yml
+
+check: ## Check mode with diff on the lab fleet (shows drift, changes nothing)
+	@$(BIN)/ansible-playbook -i inventories/lab site.yml --check --diff
+
+demo: lab-up ## The main job: converge site.yml on a local lab fleet and prove the sandbox on each host
+	@$(LAB) demo
+
+lint: ## ansible-lint (production profile), yamllint, ruff
+	@$(BIN)/yamllint --strict .
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/ansible-lint --offline
+
+unit: ## Unit tests (pure logic)
+	@$(BIN)/pytest -q tests/unit --junitxml=$(REPORTS)/unit.xml
+
+integration: ## Integration tests against the local engine and lab hosts
+	@$(BIN)/pytest -q tests/integration --junitxml=$(REPORTS)/integration.xml
+
+molecule: ## Molecule scenarios (SCENARIOS="default ...")
+	@for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+
+build: ## Build the collection tarball and check it installs and serves fortress.agents.*
+	@bash scripts/check-build.sh
+
+sanity: ## ansible-test sanity on the built collection
+	@bash scripts/check-build.sh --sanity
+
+test: ## Everything CI runs, with per-stage timings against budgets
+	@rm -rf $(REPORTS) .cache/timings.tsv; mkdir -p $(REPORTS)
+	@$(STAGE) bootstrap 600 bash scripts/bootstrap.sh \
+	 && $(STAGE) lint 300 $(MAKE) --no-print-directory lint \
+	 && $(STAGE) unit 60 $(MAKE) --no-print-directory unit \
+	 && $(STAGE) build-sanity 600 $(MAKE) --no-print-directory sanity \
+	 && $(STAGE) images 900 $(LAB) images \
+	 && $(STAGE) integration 600 $(MAKE) --no-print-directory integration \
+	 && $(STAGE) molecule 1500 $(MAKE) --no-print-directory molecule; \
+	 rc=$$?; $(STAGE) --summary; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc

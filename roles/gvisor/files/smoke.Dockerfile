@@ -1,0 +1,3 @@
+FROM scratch
+COPY busybox /bin/busybox
+CMD ["/bin/busybox", "true"]

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_FILTERS = Path(__file__).resolve().parents[2] / "plugins" / "filter"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"fortress_filter_{name}", _FILTERS / f"{name}.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+config = _load("changed_keys")
+drop = _load("drop_none")
+
+
+def test_changed_keys_added_removed_changed() -> None:
+    old = {"a": 1, "b": 2, "gone": True}
+    new = {"a": 1, "b": 3, "c": None}
+    assert config.changed_keys(old, new) == ["b", "c", "gone"]
+
+
+def test_changed_keys_nested_values_compare_whole() -> None:
+    old = {"runtimes": {"runsc": {"path": "/usr/bin/runsc"}}}
+    new = {"runtimes": {"runsc": {"path": "/usr/local/bin/runsc"}}}
+    assert config.changed_keys(old, new) == ["runtimes"]
+    assert config.changed_keys(new, new) == []
+
+
+def test_changed_keys_reads_json_text_and_survives_garbage() -> None:
+    assert config.changed_keys('{"icc": false}', {"icc": False}) == []
+    assert config.changed_keys("not json {", {"icc": False}) == ["icc"]
+    assert config.changed_keys("[1, 2]", {"icc": False}) == ["icc"]
+    assert config.changed_keys(None, {}) == []
+
+
+def test_drop_none_removes_only_null_values() -> None:
+    assert drop.drop_none({"a": None, "b": False, "c": 0, "d": ""}) == {"b": False, "c": 0, "d": ""}
