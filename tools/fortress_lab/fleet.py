@@ -218,6 +218,11 @@ class ContainerBackend(LabBackend):
                 volume: {"bind": "/var/lib/docker", "mode": "rw"},
             },
             tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+            # /proc/sys is read-only in a container, where a machine's is writable. dockerd
+            # writes these two only when they are off, so starting with them on (they are
+            # per network namespace) lets a hardened daemon (userland-proxy: false needs
+            # route_localnet on its bridge) start as it would on a machine.
+            sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.conf.default.route_localnet": "1"},
         )
         self._wait_running(container)
         if apt_cache_up():
