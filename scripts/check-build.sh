@@ -24,7 +24,7 @@ export ANSIBLE_CONFIG=$WORK/ansible.cfg ANSIBLE_COLLECTIONS_PATH=$WORK/cp
 for role in baseline docker_engine gvisor; do
   "$BIN/ansible-doc" -t role "fortress.agents.$role" >/dev/null
 done
-for f in changed_keys drop_none; do "$BIN/ansible-doc" -t filter "fortress.agents.$f" >/dev/null; done
+for f in changed_keys drop_none pin_version; do "$BIN/ansible-doc" -t filter "fortress.agents.$f" >/dev/null; done
 for m in $(ls "$ROOT/plugins/modules" 2>/dev/null | sed -n 's/\.py$//p'); do
   "$BIN/ansible-doc" -t module "fortress.agents.$m" >/dev/null
 done

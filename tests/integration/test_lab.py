@@ -19,6 +19,7 @@ import docker.errors
 import pytest
 import yaml
 from docker.models.containers import Container
+
 from fortress_lab import fleet, leakcheck
 from fortress_lab.common import REPO_ROOT, LabError, client
 

@@ -42,3 +42,10 @@ def test_changed_keys_reads_json_text_and_survives_garbage() -> None:
 
 def test_drop_none_removes_only_null_values() -> None:
     assert drop.drop_none({"a": None, "b": False, "c": 0, "d": ""}) == {"b": False, "c": 0, "d": ""}
+
+
+def test_pin_version_pins_only_listed_packages() -> None:
+    pin = _load("pin_version").pin_version
+    assert pin("docker-ce", ["docker-ce"], "5:27.3.1") == "docker-ce=5:27.3.1"
+    assert pin("containerd.io", ["docker-ce"], "5:27.3.1") == "containerd.io"
+    assert pin("docker-ce", ["docker-ce"], "") == "docker-ce"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from fortress_lab import fleet
 from fortress_lab.common import REPO_ROOT, LabError
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fortress_lab import images
 from fortress_lab.common import LabError
 

@@ -30,9 +30,10 @@ def test_spec_matches_defaults(role: str) -> None:
     options = _load(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]["main"][
         "options"
     ]
-    assert set(options) == set(defaults), (
-        f"{role}: in defaults only {sorted(set(defaults) - set(options))}, "
-        f"in the spec only {sorted(set(options) - set(defaults))}"
+    optional = {name for name, opt in options.items() if not opt.get("required")}
+    assert optional == set(defaults), (
+        f"{role}: in defaults only {sorted(set(defaults) - optional)}, "
+        f"in the spec only {sorted(optional - set(defaults))}"
     )
     for name, value in defaults.items():
         assert options[name].get("default") == value, (
@@ -48,7 +49,7 @@ def test_choices_admit_the_default(role: str) -> None:
         "options"
     ]
     for name, opt in options.items():
-        if "choices" in opt:
+        if "choices" in opt and "default" in opt:
             assert opt["default"] in opt["choices"], f"{role}: {name} default not among its choices"
 
 
@@ -58,5 +59,7 @@ def test_other_entry_points_agree_with_main(role: str) -> None:
     defaults = _load(ROLES / role / "defaults" / "main.yml")
     for entry, spec in specs.items():
         for name, opt in spec.get("options", {}).items():
+            if opt.get("required"):
+                continue
             assert name in defaults, f"{role}:{entry}: {name} is not a role default"
             assert opt.get("default") == defaults[name], f"{role}:{entry}: {name} default differs"

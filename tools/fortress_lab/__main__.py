@@ -40,6 +40,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     _print_hosts(lab_hosts)
     if inventory is not None:
         say("lab", f"inventory written to {inventory}")
+    if args.molecule_instance_config is not None:
+        fleet.write_molecule_instance_config(args.molecule_instance_config, lab_hosts)
     return 0
 
 
@@ -95,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-cycle", type=_csv, default=list(fleet.DEFAULT_IMAGE_CYCLE))
     p.add_argument("--platforms-json", help='JSON list of {"name": ..., "image": ...}')
     p.add_argument("--inventory", type=Path, help="inventory file to write")
+    p.add_argument(
+        "--molecule-instance-config", type=Path, help="write Molecule's instance config here"
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="remove a lab and everything created for it")

@@ -211,18 +211,16 @@ class ContainerBackend(LabBackend):
             # The lab host stands in for a whole machine, whose own kernel applies no container
             # seccomp profile; its dockerd and runsc need mount, keyctl, pivot_root, ... The
             # product's outer container ships its own profile; this only models the machine.
-            security_opt=["seccomp=unconfined"],
+            # systempaths=unconfined: /proc/sys writable as on a machine. Its dockerd writes
+            # per-interface sysctls (route_localnet for userland-proxy: false; IPv6 settings
+            # of each veth with Docker 26) that a read-only /proc/sys refuses.
+            security_opt=["seccomp=unconfined", "systempaths=unconfined"],
             cgroupns="host",
             volumes={
                 "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
                 volume: {"bind": "/var/lib/docker", "mode": "rw"},
             },
             tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
-            # /proc/sys is read-only in a container, where a machine's is writable. dockerd
-            # writes these two only when they are off, so starting with them on (they are
-            # per network namespace) lets a hardened daemon (userland-proxy: false needs
-            # route_localnet on its bridge) start as it would on a machine.
-            sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.conf.default.route_localnet": "1"},
         )
         self._wait_running(container)
         if apt_cache_up():
@@ -361,6 +359,28 @@ def down(lab: str, inventory: Path | None = None) -> None:
 
 def status(lab: str) -> list[LabHost]:
     return [host for kind in BACKENDS for host in backend(kind).hosts(lab)]
+
+
+# Molecule's instance config keys for the inventory variables a backend sets.
+_MOLECULE_KEYS = {
+    "ansible_host": "address",
+    "ansible_connection": "connection",
+    "ansible_port": "port",
+    "ansible_user": "user",
+    "ansible_private_key_file": "identity_file",
+}
+
+
+def write_molecule_instance_config(path: Path, lab_hosts: Sequence[LabHost]) -> None:
+    """Molecule's instance config for lab_hosts, so its inventory reaches them as ours does."""
+    entries = []
+    for host in lab_hosts:
+        hostvars = BACKENDS[host.kind]().inventory_vars(host)
+        entry: dict[str, Any] = {"instance": host.name}
+        entry.update({key: hostvars[var] for var, key in _MOLECULE_KEYS.items() if var in hostvars})
+        entries.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(entries, sort_keys=False))
 
 
 def write_inventory(path: Path, lab_hosts: Sequence[LabHost]) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 
 import docker.errors
 
-from .common import STATE_DIR, LabError, apt_cache_up, client, say, tail
+from .common import APT_CACHE_PORT, STATE_DIR, LabError, apt_cache_up, client, say, tail
 from .probe import mount_points
 
 # Bump when the build steps below change in a way that changes the image.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # bump when the build steps change the image content
 REPOSITORY = "fortress-lab"
 BUILD_DIR = STATE_DIR / "build"
 DEBOOTSTRAP_TIMEOUT = 1800
@@ -37,6 +37,9 @@ _BASE: dict[str, Any] = {
         "gnupg",
         "curl",
         "apt-utils",
+        # What a standard Debian server has and Ansible's apt module needs, also in check
+        # mode (where it cannot install it itself) on a host never converged.
+        "python3-apt",
     ],
     "mirror": "http://deb.debian.org/debian",
     "security_mirror": "http://deb.debian.org/debian-security",
@@ -108,6 +111,7 @@ def _build(name: str, recipe_: dict[str, Any], tag: str) -> None:
     try:
         _debootstrap(name, recipe_, rootfs)
         _customize(rootfs, recipe_)
+        _refresh_package_lists(rootfs)
         _import(rootfs, tag, tag.rsplit(":", 1)[1])
         _remove_older_tags(tag)
     finally:
@@ -166,10 +170,24 @@ def _customize(rootfs: Path, recipe_: dict[str, Any]) -> None:
         link = etc / "systemd/system" / unit
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
-    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*"):
+    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin"):
         for path in rootfs.glob(pattern):
-            if path.is_file() and path.name != "lock":
+            if path.is_file():
                 path.unlink()
+
+
+def _refresh_package_lists(rootfs: Path) -> None:
+    """Package lists for the final sources, as a freshly installed server has them: check
+    mode on a never-converged host needs them (apt cannot refresh in check mode)."""
+    for path in (rootfs / "var/lib/apt/lists").glob("*"):
+        if path.is_file() and path.name != "lock":
+            path.unlink()
+    argv = ["chroot", str(rootfs), "apt-get", "update", "-qq"]
+    if apt_cache_up():
+        argv += ["-o", f"Acquire::http::Proxy=http://127.0.0.1:{APT_CACHE_PORT}"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    if done.returncode != 0:
+        raise LabError(f"apt-get update in the new image failed: {tail(done.stderr, 10)}")
 
 
 def _import(rootfs: Path, tag: str, digest: str) -> None:

@@ -1,0 +1,28 @@
+"""CIS Docker Benchmark daemon items, checked by behaviour on each converged lab host."""
+
+from __future__ import annotations
+
+from fortress_lab import cis
+
+
+def test_icc_off_blocks_container_to_container_on_the_default_bridge(host) -> None:
+    seen = cis.icc(cis.DockerTarget(host))
+    assert seen["default_bridge"] == "", "a sibling reached the server over the default bridge"
+    assert seen["control_network"] == "fortress-ok", "control: the probe cannot reach anything"
+
+
+def test_no_new_privileges_is_the_default(host) -> None:
+    seen = cis.no_new_privileges(cis.DockerTarget(host))
+    assert seen == {"default": "1", "control": "0"}
+
+
+def test_published_port_answers_without_a_userland_proxy(host) -> None:
+    seen = cis.userland_proxy(cis.DockerTarget(host))
+    assert seen["answer"] == "fortress-ok"
+    assert seen["docker_proxy_processes"] == ""
+
+
+def test_live_restore_keeps_containers_across_a_daemon_restart(host) -> None:
+    seen = cis.live_restore(cis.DockerTarget(host))
+    assert seen["restart_rc"] == 0
+    assert seen["after"] == f"true {seen['pid_before']}"

@@ -1,0 +1,50 @@
+"""Drift: check mode reports each hand-made change, a converge repairs it, the next is quiet.
+
+Runs site.yml against the Debian 12 platform only (the Debian 13 one keeps its state).
+"""
+
+from __future__ import annotations
+
+import json
+
+from fortress_lab.playbook import run_playbook
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def _state(h) -> dict[str, object]:
+    return {
+        "daemon.json": h.file(DAEMON_JSON).content_string,
+        "docker": h.service("docker").is_running,
+        "runsc": h.exists("runsc"),
+    }
+
+
+def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12_host) -> None:
+    h = debian12_host
+    h.check_output(f'sed -i \'s/"icc": false/"icc": true/\' {DAEMON_JSON}')
+    h.check_output("systemctl stop docker.socket docker.service")
+    h.check_output("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q runsc")
+    drifted = _state(h)
+    assert drifted["docker"] is False and drifted["runsc"] is False
+
+    check = run_playbook(inventory, limit=debian12, check=True, diff=True)
+    assert check.rc == 0, check.output[-4000:]
+    changed = check.changed.get(debian12, [])
+    assert "Render daemon.json" in changed, changed
+    assert "Manage the docker service" in changed, changed
+    assert "Install runsc from the distribution" in changed, changed
+    diff_text = json.dumps(check.diffs.get(debian12, []))
+    assert '\\"icc\\": true' in diff_text and '\\"icc\\": false' in diff_text, diff_text[:2000]
+    assert _state(h) == drifted, "check mode changed the host"
+
+    repair = run_playbook(inventory, limit=debian12)
+    assert repair.rc == 0, repair.output[-4000:]
+    assert repair.changed_count(debian12) > 0
+
+    again = run_playbook(inventory, limit=debian12)
+    assert again.rc == 0, again.output[-4000:]
+    assert again.changed_count(debian12) == 0, again.changed
+    cfg = json.loads(h.file(DAEMON_JSON).content_string)
+    assert cfg["icc"] is False
+    assert h.service("docker").is_running and h.exists("runsc")

@@ -1,0 +1,125 @@
+"""Bad input fails with one clear message before any change, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fortress_lab.playbook import run_playbook
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+URL_RUNSC = "/usr/local/bin/runsc"
+
+
+def _fingerprint(h) -> dict[str, object]:
+    return {
+        "daemon.json": h.file(DAEMON_JSON).content_string,
+        "runsc package": h.run("dpkg-query -W -f='${Version}' runsc").stdout,
+        "url runsc": h.file(URL_RUNSC).exists,
+        "docker": h.service("docker").is_running,
+        "netns": h.run("ip netns list").stdout,
+        "runsc processes": h.run("pgrep -af '^runsc'").stdout,
+        "smoke dirs": h.run("ls -d /tmp/fortress-smoke.* 2>/dev/null").stdout,
+    }
+
+
+@pytest.fixture(scope="module")
+def file_server(debian12_host, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on this machine's side of the lab bridge (the host's default gateway),
+    serving a directory: the 'mirror' of the url install source."""
+    gateway = debian12_host.check_output("ip route show default").split()[2]
+    root = tmp_path_factory.mktemp("mirror")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer((gateway, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{gateway}:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+BAD_INPUT = {
+    "unknown install source": ({"gvisor_source": "tarball"}, ["gvisor_source", "apt, url, distro"]),
+    "unknown Docker source": ({"docker_engine_source": "snap"}, ["docker_engine_source"]),
+    "invalid platform": ({"gvisor_platform": "hyperv"}, ["gvisor_platform", "systrap"]),
+    "runtime flag runsc rejects": (
+        {"gvisor_runtime_extra_args": ["--no-such-flag"]},
+        ["rejected a runtime flag", "no-such-flag", "gvisor_runtime_extra_args"],
+    ),
+    "sandbox network on a kernel this runsc cannot serve (gVisor issue 10704)": (
+        {"gvisor_network": "sandbox"},
+        ["10704", "gvisor_network", "upgrade runsc"],
+    ),
+    "url source without a checksum": (
+        {"gvisor_source": "url", "gvisor_url": "http://mirror.invalid/runsc"},
+        ["gvisor_url_sha512"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_fails_clearly_before_any_change(case, inventory, debian12, debian12_host):
+    extra_vars, phrases = BAD_INPUT[case]
+    before = _fingerprint(debian12_host)
+    run = run_playbook(inventory, limit=debian12, extra_vars=extra_vars)
+    assert run.rc != 0, f"{case}: the playbook succeeded"
+    text = run.failure_text(debian12) or run.failure_text("*")
+    for phrase in phrases:
+        assert phrase in text, f"{case}: {phrase!r} not in the failure: {text[:1500]}"
+    assert _fingerprint(debian12_host) == before, f"{case}: the failed run changed the host"
+
+
+def test_checksum_mismatch_refuses_the_download(inventory, debian12, debian12_host, file_server):
+    url, root = file_server
+    (root / "runsc-bad").write_bytes(b"#!/bin/sh\necho not runsc\n")
+    before = _fingerprint(debian12_host)
+    run = run_playbook(
+        inventory,
+        limit=debian12,
+        extra_vars={
+            "gvisor_source": "url",
+            "gvisor_url": f"{url}/runsc-bad",
+            "gvisor_url_sha512": "0" * 128,
+        },
+    )
+    assert run.rc != 0
+    assert "checksum" in run.failure_text(debian12).lower(), run.failure_text(debian12)
+    assert _fingerprint(debian12_host) == before
+
+
+def test_url_source_installs_a_pinned_binary(inventory, debian12, debian12_host, file_server):
+    """The air-gapped path for real: a runsc binary from a mirror, pinned by sha512, smoke
+    started and registered; then the distribution source is restored."""
+    url, root = file_server
+    binary = root / "runsc"
+    binary.write_bytes(debian12_host.file("/usr/bin/runsc").content)
+    sha512 = hashlib.sha512(binary.read_bytes()).hexdigest()
+    run = run_playbook(
+        inventory,
+        limit=debian12,
+        extra_vars={
+            "gvisor_source": "url",
+            "gvisor_url": f"{url}/runsc",
+            "gvisor_url_sha512": sha512,
+        },
+    )
+    try:
+        assert run.rc == 0, run.output[-4000:]
+        assert debian12_host.check_output(f"sha512sum {URL_RUNSC}").split()[0] == sha512
+        info = debian12_host.check_output("docker info --format '{{json .Runtimes.runsc.path}}'")
+        assert info == f'"{URL_RUNSC}"'
+    finally:
+        restore = run_playbook(inventory, limit=debian12)
+        debian12_host.run(f"rm -f {URL_RUNSC}")
+    assert restore.rc == 0, restore.output[-4000:]
+    assert debian12_host.check_output("docker info --format '{{json .Runtimes.runsc.path}}'") == (
+        '"/usr/bin/runsc"'
+    )

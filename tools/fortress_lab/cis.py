@@ -1,0 +1,135 @@
+"""CIS Docker Benchmark daemon items checked by behaviour, against any Docker daemon.
+
+A `DockerTarget` is a daemon reached by running the docker CLI on a host (a lab host's
+own dockerd today; an outer container's inner dockerd later): one implementation of each
+check, several targets. Each check returns what it observed, including a control that
+shows the probe can see the weakness, so tests assert on outcomes.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+SMOKE_IMAGE = "fortress/smoke:busybox"  # built by the gvisor role (tasks_from: verify)
+BUSYBOX = "/bin/busybox"
+
+
+class _Result(Protocol):
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class _Host(Protocol):
+    def run(self, command: str, *args: Any) -> _Result: ...
+
+
+@dataclass
+class DockerTarget:
+    host: _Host
+    docker: str = "docker"
+    image: str = SMOKE_IMAGE
+
+    def run(self, *argv: str) -> _Result:
+        return self.host.run(" ".join([self.docker, *map(shlex.quote, argv)]))
+
+    def ok(self, *argv: str) -> str:
+        result = self.run(*argv)
+        if result.rc != 0:
+            raise AssertionError(f"docker {' '.join(argv)} failed ({result.rc}): {result.stderr}")
+        return result.stdout.strip()
+
+    def name(self, what: str) -> str:
+        return f"fortress-cis-{what}-{uuid.uuid4().hex[:8]}"
+
+    def remove(self, *names: str) -> None:
+        self.run("rm", "-f", *names)
+
+
+def _httpd(target: DockerTarget, name: str, *extra: str) -> None:
+    script = (
+        f"{BUSYBOX} mkdir -p /www && echo fortress-ok > /www/index.html"
+        f" && exec {BUSYBOX} httpd -f -p 8080 -h /www"
+    )
+    target.ok("run", "-d", "--name", name, *extra, target.image, BUSYBOX, "sh", "-c", script)
+
+
+def _fetch(target: DockerTarget, name: str, url: str, *extra: str) -> str:
+    result = target.run(
+        "run", "--rm", "--name", name, *extra, target.image, BUSYBOX, "wget", "-T", "3", "-qO-", url
+    )
+    return result.stdout.strip() if result.rc == 0 else ""
+
+
+def icc(target: DockerTarget) -> dict[str, str]:
+    """`icc: false`: on the default bridge a container's HTTP server is unreachable from a
+    sibling; the control network (icc enabled) carries the same request."""
+    server, net = target.name("icc-server"), target.name("icc-net")
+    try:
+        _httpd(target, server)
+        ip = target.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", server)
+        bridge = _fetch(target, target.name("icc-client"), f"http://{ip}:8080/")
+        target.ok("network", "create", "-o", "com.docker.network.bridge.enable_icc=true", net)
+        target.ok("network", "connect", net, server)
+        ip2 = target.ok(
+            "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{net}").IPAddress}}}}', server
+        )
+        control = _fetch(target, target.name("icc-ctl"), f"http://{ip2}:8080/", "--network", net)
+        return {"default_bridge": bridge, "control_network": control}
+    finally:
+        target.remove(server)
+        target.run("network", "rm", net)
+
+
+def no_new_privileges(target: DockerTarget) -> dict[str, str]:
+    """`no-new-privileges: true`: NoNewPrivs is 1 in a container by default; the control
+    (the daemon default explicitly overridden) shows 0."""
+
+    def nnp(*extra: str) -> str:
+        out = target.ok(
+            "run", "--rm", *extra, target.image, BUSYBOX, "grep", "NoNewPrivs", "/proc/self/status"
+        )
+        return out.split()[-1]
+
+    return {"default": nnp(), "control": nnp("--security-opt", "no-new-privileges=false")}
+
+
+def userland_proxy(target: DockerTarget, port: int = 18080) -> dict[str, Any]:
+    """`userland-proxy: false`: a published port answers with no docker-proxy process."""
+    server = target.name("proxy")
+    try:
+        _httpd(target, server, "-p", f"127.0.0.1:{port}:8080")
+        answer = ""
+        for _ in range(20):
+            got = target.host.run(f"curl -s --max-time 3 http://127.0.0.1:{port}/")
+            if got.rc == 0 and got.stdout.strip():
+                answer = got.stdout.strip()
+                break
+            time.sleep(0.5)
+        procs = target.host.run("pgrep -a docker-proxy").stdout.strip()
+        return {"answer": answer, "docker_proxy_processes": procs}
+    finally:
+        target.remove(server)
+
+
+def live_restore(target: DockerTarget, restart: str = "systemctl restart docker") -> dict[str, Any]:
+    """`live-restore: true`: a running container keeps its PID across a daemon restart."""
+    name = target.name("live")
+    try:
+        target.ok("run", "-d", "--name", name, target.image, BUSYBOX, "sleep", "600")
+        before = target.ok("inspect", "-f", "{{.State.Pid}}", name)
+        restarted = target.host.run(restart)
+        after = ""
+        for _ in range(60):
+            got = target.run("inspect", "-f", "{{.State.Running}} {{.State.Pid}}", name)
+            if got.rc == 0:
+                after = got.stdout.strip()
+                break
+            time.sleep(0.5)
+        return {"pid_before": before, "after": after, "restart_rc": restarted.rc}
+    finally:
+        target.remove(name)
