@@ -58,11 +58,18 @@ def _httpd(target: DockerTarget, name: str, *extra: str) -> None:
     target.ok("run", "-d", "--name", name, *extra, target.image, BUSYBOX, "sh", "-c", script)
 
 
-def _fetch(target: DockerTarget, name: str, url: str, *extra: str) -> str:
+def _fetch(target: DockerTarget, name: str, ip: str, *extra: str) -> str:
+    """Body of GET / from ip:8080, from a fresh container ("" when nothing answered).
+
+    Plain HTTP over busybox nc: Debian 12's static busybox wget crashes (SIGSEGV) in a
+    scratch image.
+    """
+    request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | {BUSYBOX} nc -w 3 {ip} 8080"
     result = target.run(
-        "run", "--rm", "--name", name, *extra, target.image, BUSYBOX, "wget", "-T", "3", "-qO-", url
+        "run", "--rm", "--name", name, *extra, target.image, BUSYBOX, "sh", "-c", request
     )
-    return result.stdout.strip() if result.rc == 0 else ""
+    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
+    return body.strip() if result.rc == 0 and head.startswith("HTTP/1.") else ""
 
 
 def icc(target: DockerTarget) -> dict[str, str]:
@@ -72,13 +79,13 @@ def icc(target: DockerTarget) -> dict[str, str]:
     try:
         _httpd(target, server)
         ip = target.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", server)
-        bridge = _fetch(target, target.name("icc-client"), f"http://{ip}:8080/")
+        bridge = _fetch(target, target.name("icc-client"), ip)
         target.ok("network", "create", "-o", "com.docker.network.bridge.enable_icc=true", net)
         target.ok("network", "connect", net, server)
         ip2 = target.ok(
             "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{net}").IPAddress}}}}', server
         )
-        control = _fetch(target, target.name("icc-ctl"), f"http://{ip2}:8080/", "--network", net)
+        control = _fetch(target, target.name("icc-ctl"), ip2, "--network", net)
         return {"default_bridge": bridge, "control_network": control}
     finally:
         target.remove(server)

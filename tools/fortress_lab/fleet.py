@@ -194,15 +194,9 @@ class ContainerBackend(LabBackend):
         created.append(spec.name)
         volume = f"{spec.name}-docker"
         client().volumes.create(volume, labels={LABEL_LAB: lab})
-        container = client().containers.run(  # type: ignore[call-overload]  # stubs lack "no"
-            tag,
-            name=spec.name,
-            hostname=spec.name,
-            labels=self._labels(lab, spec),
-            detach=True,
+        api = client().api
+        host_config = api.create_host_config(
             restart_policy={"Name": "no"},
-            stop_signal="SIGRTMIN+3",  # what makes systemd shut down (images.py says why here)
-            environment={"container": "docker"},
             # SYS_ADMIN: systemd mounts its cgroups and the host's own dockerd and runsc mount
             # filesystems and namespaces; NET_ADMIN: that dockerd builds bridges, veths and
             # iptables rules; SYS_PTRACE: runsc's ptrace platform and debugging inside. Named
@@ -211,17 +205,31 @@ class ContainerBackend(LabBackend):
             # The lab host stands in for a whole machine, whose own kernel applies no container
             # seccomp profile; its dockerd and runsc need mount, keyctl, pivot_root, ... The
             # product's outer container ships its own profile; this only models the machine.
-            # systempaths=unconfined: /proc/sys writable as on a machine. Its dockerd writes
-            # per-interface sysctls (route_localnet for userland-proxy: false; IPv6 settings
-            # of each veth with Docker 26) that a read-only /proc/sys refuses.
-            security_opt=["seccomp=unconfined", "systempaths=unconfined"],
+            security_opt=["seccomp=unconfined"],
             cgroupns="host",
-            volumes={
+            binds={
                 "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
                 volume: {"bind": "/var/lib/docker", "mode": "rw"},
             },
             tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
         )
+        # `--security-opt systempaths=unconfined`: /proc/sys writable, as on a machine. The
+        # host's dockerd writes per-interface sysctls (route_localnet for userland-proxy:
+        # false; each veth's IPv6 settings with Docker 26) that a read-only /proc/sys refuses.
+        host_config["MaskedPaths"] = []
+        host_config["ReadonlyPaths"] = []
+        created_id = api.create_container(
+            tag,
+            name=spec.name,
+            hostname=spec.name,
+            labels=self._labels(lab, spec),
+            detach=True,
+            stop_signal="SIGRTMIN+3",  # what makes systemd shut down (images.py says why here)
+            environment={"container": "docker"},
+            host_config=host_config,
+        )["Id"]
+        api.start(created_id)
+        container = client().containers.get(created_id)
         self._wait_running(container)
         if apt_cache_up():
             proxy = f'Acquire::http::Proxy "http://{self._gateway(container)}:3142";\n'

@@ -114,12 +114,12 @@ def test_url_source_installs_a_pinned_binary(inventory, debian12, debian12_host,
     try:
         assert run.rc == 0, run.output[-4000:]
         assert debian12_host.check_output(f"sha512sum {URL_RUNSC}").split()[0] == sha512
-        info = debian12_host.check_output("docker info --format '{{json .Runtimes.runsc.path}}'")
+        info = debian12_host.check_output("docker info --format '{{json (index .Runtimes "runsc").Path}}'")
         assert info == f'"{URL_RUNSC}"'
     finally:
         restore = run_playbook(inventory, limit=debian12)
         debian12_host.run(f"rm -f {URL_RUNSC}")
     assert restore.rc == 0, restore.output[-4000:]
-    assert debian12_host.check_output("docker info --format '{{json .Runtimes.runsc.path}}'") == (
+    assert debian12_host.check_output("docker info --format '{{json (index .Runtimes "runsc").Path}}'") == (
         '"/usr/bin/runsc"'
     )
