@@ -77,6 +77,18 @@ def cmd_leakcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo  # ansible-runner is only needed here
+
+    return demo.main(args.inventory)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    return report.main(args.directory)
+
+
 def _print_hosts(lab_hosts: Sequence[fleet.LabHost]) -> None:
     for host in lab_hosts:
         print(f"{host.name:<28} {host.kind:<10} {host.image:<10} {host.state}")
@@ -118,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore", type=_csv, default=[], help="categories to ignore")
     p.add_argument("--settle", type=float, default=10.0, help="seconds to wait for teardown")
     p.set_defaults(func=cmd_leakcheck)
+    p = sub.add_parser("demo", help="converge site.yml on the lab and prove the sandbox")
+    p.add_argument("--inventory", type=Path, default=fleet.DEFAULT_INVENTORY)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="sum up the JUnit reports of a test run; skips fail it")
+    p.add_argument("directory", type=Path)
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -15,6 +15,7 @@ from fortress_lab.playbook import run_playbook
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 URL_RUNSC = "/usr/local/bin/runsc"
+RUNSC_PATH = """docker info --format '{{json (index .Runtimes "runsc").Path}}'"""
 
 
 def _fingerprint(h) -> dict[str, object]:
@@ -114,12 +115,10 @@ def test_url_source_installs_a_pinned_binary(inventory, debian12, debian12_host,
     try:
         assert run.rc == 0, run.output[-4000:]
         assert debian12_host.check_output(f"sha512sum {URL_RUNSC}").split()[0] == sha512
-        info = debian12_host.check_output("docker info --format '{{json (index .Runtimes "runsc").Path}}'")
+        info = debian12_host.check_output(RUNSC_PATH)
         assert info == f'"{URL_RUNSC}"'
     finally:
         restore = run_playbook(inventory, limit=debian12)
         debian12_host.run(f"rm -f {URL_RUNSC}")
     assert restore.rc == 0, restore.output[-4000:]
-    assert debian12_host.check_output("docker info --format '{{json (index .Runtimes "runsc").Path}}'") == (
-        '"/usr/bin/runsc"'
-    )
+    assert debian12_host.check_output(RUNSC_PATH) == ('"/usr/bin/runsc"')
