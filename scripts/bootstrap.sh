@@ -25,9 +25,10 @@ say() { printf '[bootstrap] %s\n' "$*"; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages and starts dockerd): run it again with sudo."
-[ -r /etc/os-release ] || die "cannot read /etc/os-release: Fortress's bootstrap supports Debian and Ubuntu only."
-# shellcheck disable=SC1091
-. /etc/os-release
+OS_RELEASE=${FORTRESS_OS_RELEASE:-/etc/os-release}
+[ -r "$OS_RELEASE" ] || die "cannot read $OS_RELEASE: Fortress's bootstrap supports Debian and Ubuntu only."
+# shellcheck disable=SC1090
+. "$OS_RELEASE"
 case " ${ID:-} ${ID_LIKE:-} " in
   *" debian "*|*" ubuntu "*) ;;
   *) die "this is ${PRETTY_NAME:-an unknown system}; the bootstrap supports Debian and Ubuntu only (use a Debian 12/13 or Ubuntu 22.04/24.04 machine)." ;;

@@ -4,28 +4,14 @@ converges with changed=0. The machine is left as it was (leak check)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from fortress_lab.common import REPO_ROOT
+from fortress_lab.pytest_plugin import run_cli as cli
 
 LAB = "pytest-demo"
 HOST = "fortress-pytest-demo-1"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fortress_lab", *args],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "tools")},
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=1800,
-        cwd=REPO_ROOT,
-    )
 
 
 def table_row(output: str) -> list[str]:

@@ -22,24 +22,13 @@ from docker.models.containers import Container
 
 from fortress_lab import fleet, leakcheck
 from fortress_lab.common import REPO_ROOT, LabError, client
+from fortress_lab.pytest_plugin import run_cli as cli
 
 pytestmark = pytest.mark.lab
 
 LAB = "pytest-lab"
 HOST = "fortress-pytest-lab-1"
 CAP_SYS_ADMIN = 21
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fortress_lab", *args],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "tools")},
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=1800,  # `up` builds the images first when they are missing
-        cwd=REPO_ROOT,
-    )
 
 
 def sh(container: Container, command: str) -> str:

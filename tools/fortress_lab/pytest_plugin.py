@@ -10,10 +10,14 @@ Enable it with `pytest_plugins = ["fortress_lab.pytest_plugin"]` in a conftest.p
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
+from .common import REPO_ROOT
 from .leakcheck import Snapshot, no_leaks
 
 
@@ -30,3 +34,16 @@ def leak_check(request: pytest.FixtureRequest) -> Iterator[Snapshot]:
     marker = request.node.get_closest_marker("leak_check")
     with no_leaks(**(marker.kwargs if marker else {})) as before:
         yield before
+
+
+def run_cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """Run `python -m fortress_lab ARGS` from the repository, as `make` does."""
+    return subprocess.run(
+        [sys.executable, "-m", "fortress_lab", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "tools")},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=timeout,  # `up` builds the images first when they are missing
+        cwd=REPO_ROOT,
+    )

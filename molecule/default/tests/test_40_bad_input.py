@@ -103,6 +103,7 @@ def test_url_source_installs_a_pinned_binary(inventory, debian12, debian12_host,
     binary = root / "runsc"
     binary.write_bytes(debian12_host.file("/usr/bin/runsc").content)
     sha512 = hashlib.sha512(binary.read_bytes()).hexdigest()
+    dockerd = debian12_host.check_output("systemctl show -p MainPID --value docker")
     run = run_playbook(
         inventory,
         limit=debian12,
@@ -117,6 +118,9 @@ def test_url_source_installs_a_pinned_binary(inventory, debian12, debian12_host,
         assert debian12_host.check_output(f"sha512sum {URL_RUNSC}").split()[0] == sha512
         info = debian12_host.check_output(RUNSC_PATH)
         assert info == f'"{URL_RUNSC}"'
+        # Only `runtimes` changed: applied by a reload (SIGHUP), dockerd was not restarted.
+        assert "Reload docker" in run.changed.get(debian12, []), run.changed
+        assert debian12_host.check_output("systemctl show -p MainPID --value docker") == dockerd
     finally:
         restore = run_playbook(inventory, limit=debian12)
         debian12_host.run(f"rm -f {URL_RUNSC}")
