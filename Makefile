@@ -44,7 +44,8 @@ check: ## Check mode with diff on the lab fleet (shows drift, changes nothing)
 demo: lab-up ## The main job: converge site.yml on a local lab fleet and prove the sandbox on each host
 	@$(LAB) demo
 
-lint: ## ansible-lint (production profile), yamllint, ruff
+lint: ## ansible-lint (production profile), yamllint, ruff, shellcheck
+	@shellcheck scripts/*.sh .ci/run roles/*/files/*.sh
 	@$(BIN)/yamllint --strict .
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .

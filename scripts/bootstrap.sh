@@ -6,6 +6,7 @@
 # Idempotent: installs only what is missing, starts only what is not running.
 #   - Debian/Ubuntu packages: docker.io, runsc, debootstrap, apparmor (apparmor_parser for
 #     compile checks), apt-cacher-ng (shared apt cache for image builds and lab hosts),
+#     ShellCheck (ansible-test sanity and lint run it),
 #     python3-venv when the venv module is missing.
 #   - the Python venv (.venv) with the pinned ranges of pyproject.toml, reinstalled only
 #     when pyproject.toml changes.
@@ -18,8 +19,9 @@ VENV=${FORTRESS_VENV:-$ROOT/.venv}
 STATE=${FORTRESS_STATE_DIR:-/var/lib/fortress-lab}
 LOG_DIR=${FORTRESS_LOG_DIR:-/var/log/fortress-lab}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(docker.io runsc debootstrap apparmor apt-cacher-ng iptables iproute2 git make)
-APT_PACKAGES+=(${FORTRESS_EXTRA_PACKAGES:-})
+APT_PACKAGES=(docker.io runsc debootstrap apparmor apt-cacher-ng iptables iproute2 git make shellcheck)
+read -r -a extra <<< "${FORTRESS_EXTRA_PACKAGES:-}"
+APT_PACKAGES+=("${extra[@]}")
 
 say() { printf '[bootstrap] %s\n' "$*"; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -89,7 +91,7 @@ start_service() { # name, check command, background command line
 
 if [ "$acng_restart" = 1 ]; then
   if [ "$pid1" = systemd ]; then systemctl restart apt-cacher-ng 2>/dev/null || true
-  else pkill -x apt-cacher-ng 2>/dev/null && sleep 1 || true; fi
+  elif pkill -x apt-cacher-ng 2>/dev/null; then sleep 1; fi
 fi
 start_service apt-cacher-ng "bash -c 'exec 3<>/dev/tcp/127.0.0.1/3142'" \
   /usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=1
@@ -103,7 +105,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   say "creating the Python venv in $VENV (pinned ranges from pyproject.toml)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e "$ROOT[dev]" >"$LOG_DIR/pip-install.log" 2>&1 \
+  "$VENV/bin/pip" install -q -e "${ROOT}[dev]" >"$LOG_DIR/pip-install.log" 2>&1 \
     || { tail -n 20 "$LOG_DIR/pip-install.log" >&2; die "pip install failed (log: $LOG_DIR/pip-install.log)."; }
   echo "$want" >"$stamp"
 else

@@ -25,7 +25,9 @@ for role in baseline docker_engine gvisor; do
   "$BIN/ansible-doc" -t role "fortress.agents.$role" >/dev/null
 done
 for f in changed_keys drop_none pin_version; do "$BIN/ansible-doc" -t filter "fortress.agents.$f" >/dev/null; done
-for m in $(ls "$ROOT/plugins/modules" 2>/dev/null | sed -n 's/\.py$//p'); do
+for path in "$ROOT"/plugins/modules/*.py; do
+  [ -e "$path" ] || continue
+  m=$(basename "$path" .py)
   "$BIN/ansible-doc" -t module "fortress.agents.$m" >/dev/null
 done
 "$BIN/ansible-playbook" -i localhost, --syntax-check \

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Smoke start of runsc against this kernel, without Docker: the same kind of start Docker
 # performs (an OCI bundle, a network namespace of its own), with the runtime's flags.
 #   runsc-smoke.sh RUNSC TIMEOUT [RUNSC_FLAG...]
