@@ -1,3 +1,5 @@
 FROM scratch
 COPY busybox /bin/busybox
-CMD ["/bin/busybox", "true"]
+# A shell and the usual tools as busybox links: a minimal agent image.
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+CMD ["/bin/sh"]
