@@ -71,6 +71,23 @@ _SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
+# Argument spec of the options in the sandbox doc fragment, shared by every module.
+COMMON_ARGS: dict[str, dict[str, Any]] = {
+    "docker_socket": {"type": "path", "default": DEFAULT_SOCKET},
+    "workspace_root": {"type": "path", "default": DEFAULT_WORKSPACE_ROOT},
+    "audit_log": {"type": "path", "default": DEFAULT_AUDIT_LOG},
+}
+
+
+def from_module_params(params: dict[str, Any]) -> Sandboxes:
+    """The adapter for an Ansible module's common options."""
+    return Sandboxes(
+        socket_path=params["docker_socket"],
+        workspace_root=params["workspace_root"],
+        audit_log=params["audit_log"] or None,
+    )
+
+
 class SandboxError(Exception):
     """One sentence that names the problem and the fix."""
 

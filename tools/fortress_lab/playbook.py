@@ -26,6 +26,7 @@ class PlaybookRun:
     changed: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, list[str]] = field(default_factory=dict)
     diffs: dict[str, list[Any]] = field(default_factory=dict)
+    results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     output: str = ""
 
     def changed_count(self, host: str) -> int:
@@ -75,6 +76,7 @@ def parse(rc: int, stdout: str, stderr: str = "") -> PlaybookRun:
             # "fortress.agents.gvisor : Install runsc" -> "Install runsc"
             name = task.get("task", {}).get("name", "?").split(" : ", 1)[-1]
             for host, result in task.get("hosts", {}).items():
+                run.results.setdefault(name, {})[host] = result
                 if result.get("changed"):
                     run.changed.setdefault(host, []).append(name)
                     if result.get("diff"):

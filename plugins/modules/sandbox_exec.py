@@ -1,0 +1,177 @@
+#!/usr/bin/python
+# Copyright: Fortress developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: run a command in a sandbox, or in a fresh one-shot sandbox."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sandbox_exec
+short_description: Run a command in an agent sandbox, with a timeout that kills
+version_added: 0.1.0
+description:
+  - Runs O(argv) or O(cmd) in the existing sandbox O(name), or, with O(image) instead of
+    O(name), in a fresh one-shot sandbox that is always destroyed afterwards (also on
+    timeout and error).
+  - The timeout kills the process and its descendants inside the sandbox (Docker's API
+    cannot kill an exec; the module does it from a second exec). The image needs C(/bin/sh).
+  - Output is captured up to O(max_output) bytes per stream; RV(truncated) says whether it was cut.
+  - Fails when the command times out or exits non-zero, like M(ansible.builtin.command).
+extends_documentation_fragment:
+  - fortress.agents.sandbox
+attributes:
+  check_mode:
+    support: none
+    description: A command cannot be simulated.
+  diff_mode:
+    support: none
+    description: Nothing to compare.
+  idempotent:
+    support: none
+    description: Every call runs the command.
+options:
+  name:
+    description: The sandbox to run in. Mutually exclusive with O(image).
+    type: str
+  image:
+    description:
+      - Run in a fresh one-shot sandbox of this image, with the safe defaults of
+        M(fortress.agents.sandbox).
+    type: str
+  argv:
+    description: The command as a list. Mutually exclusive with O(cmd).
+    type: list
+    elements: str
+  cmd:
+    description: The command as a shell string, run with C(/bin/sh -c).
+    type: str
+  stdin:
+    description: Data for the command's standard input.
+    type: str
+  env:
+    description: Environment of the command. Values are never logged.
+    type: dict
+    default: {}
+  timeout:
+    description: Seconds before the command is killed.
+    type: float
+    default: 60
+  max_output:
+    description: Bytes kept of each of stdout and stderr.
+    type: int
+    default: 1048576
+  owner:
+    description: Owner label of a one-shot sandbox.
+    type: str
+    default: unknown
+  memory:
+    description: Memory limit of a one-shot sandbox.
+    type: str
+    default: 512m
+  network:
+    description: C(none) or an egress policy name, for a one-shot sandbox.
+    type: str
+    default: none
+author:
+  - Fortress developers (@fortress)
+"""
+
+EXAMPLES = r"""
+- name: Run the agent's command in its sandbox, killed after 30 s
+  fortress.agents.sandbox_exec:
+    name: agent-42
+    argv: [python3, /workspace/step.py]
+    timeout: 30
+  register: step
+
+- name: One-shot - create, run, collect, destroy
+  fortress.agents.sandbox_exec:
+    image: fortress/smoke:busybox
+    cmd: "echo hello from $(uname -r)"
+    owner: ci-job-9
+"""
+
+RETURN = r"""
+stdout:
+  description: Standard output (up to O(max_output) bytes).
+  returned: always
+  type: str
+stderr:
+  description: Standard error (up to O(max_output) bytes).
+  returned: always
+  type: str
+rc:
+  description: Exit status; null when the command was killed by the timeout.
+  returned: always
+  type: int
+duration:
+  description: Seconds the command ran.
+  returned: always
+  type: float
+truncated:
+  description: Whether output was cut at O(max_output).
+  returned: always
+  type: bool
+timed_out:
+  description: Whether the timeout killed the command.
+  returned: always
+  type: bool
+"""
+
+from dataclasses import asdict
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
+    COMMON_ARGS,
+    SandboxError,
+    SandboxSpec,
+    from_module_params,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str"},
+            "image": {"type": "str"},
+            "argv": {"type": "list", "elements": "str"},
+            "cmd": {"type": "str"},
+            "stdin": {"type": "str"},
+            "env": {"type": "dict", "default": {}, "no_log": True},
+            "timeout": {"type": "float", "default": 60},
+            "max_output": {"type": "int", "default": 1048576},
+            "owner": {"type": "str", "default": "unknown"},
+            "memory": {"type": "str", "default": "512m"},
+            "network": {"type": "str", "default": "none"},
+            **COMMON_ARGS,
+        },
+        mutually_exclusive=[("name", "image"), ("argv", "cmd")],
+        required_one_of=[("name", "image"), ("argv", "cmd")],
+        supports_check_mode=False,
+    )
+    p = module.params
+    argv = p["argv"] or ["/bin/sh", "-c", p["cmd"]]
+    stdin = p["stdin"].encode() if p["stdin"] is not None else None
+    try:
+        boxes = from_module_params(p)
+        if p["image"]:
+            spec = SandboxSpec(image=p["image"], env=p["env"], owner=p["owner"],
+                               memory=p["memory"], network=p["network"])  # fmt: skip
+            result = boxes.task(spec, argv, stdin=stdin, timeout=p["timeout"],
+                                max_output=p["max_output"])  # fmt: skip
+        else:
+            result = boxes.exec(p["name"], argv, stdin=stdin, env=p["env"], timeout=p["timeout"],
+                                max_output=p["max_output"])  # fmt: skip
+    except SandboxError as exc:
+        module.fail_json(msg=str(exc))
+    out = asdict(result)
+    if result.timed_out:
+        module.fail_json(msg=f"the command timed out after {p['timeout']} s and was killed.",
+                         changed=True, **out)  # fmt: skip
+    if result.rc != 0:
+        module.fail_json(msg=f"the command exited with status {result.rc}.", changed=True, **out)
+    module.exit_json(changed=True, **out)
+
+
+if __name__ == "__main__":
+    main()
