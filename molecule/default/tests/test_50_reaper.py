@@ -1,0 +1,29 @@
+"""The sandbox_reaper role: TTL reaping on the host itself, by a systemd timer."""
+
+from __future__ import annotations
+
+CREATE_EXPIRING = (
+    "python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/fortress'); "
+    "from sandbox import Sandboxes, SandboxSpec; "
+    "Sandboxes().create(SandboxSpec(image='fortress/smoke:busybox', name='reap-me', ttl=1, "
+    "command=['sleep', '1000']))\""
+)
+
+
+def test_reaper_timer_is_enabled_and_active(host) -> None:
+    timer = host.service("fortress-reap.timer")
+    assert timer.is_enabled and timer.is_running
+
+
+def test_reaper_destroys_expired_sandboxes_and_nothing_else(host) -> None:
+    host.check_output(CREATE_EXPIRING)
+    host.check_output("docker run -d --name not-ours fortress/smoke:busybox sleep 1000")
+    try:
+        host.check_output("sleep 2 && systemctl start fortress-reap.service")
+        names = host.check_output("docker ps -a --format '{{.Names}}'").split()
+        assert "reap-me" not in names
+        assert "not-ours" in names  # containers Fortress did not create are never touched
+        log = host.file("/var/log/fortress/sandbox-audit.log").content_string
+        assert '"event": "reap", "sandbox": "reap-me"' in log
+    finally:
+        host.run("docker rm -f reap-me not-ours")
