@@ -21,8 +21,8 @@ cd "$WORK"   # away from the checkout and its ansible.cfg (which resolves the ch
 printf "[defaults]\n" > "$WORK/ansible.cfg"
 export ANSIBLE_CONFIG=$WORK/ansible.cfg ANSIBLE_COLLECTIONS_PATH=$WORK/cp
 "$BIN/ansible-galaxy" collection install --offline --force -p "$WORK/cp" "$tarball" >/dev/null 2>&1
-for role in baseline docker_engine gvisor; do
-  "$BIN/ansible-doc" -t role "fortress.agents.$role" >/dev/null
+for dir in "$ROOT"/roles/*/; do
+  "$BIN/ansible-doc" -t role "fortress.agents.$(basename "$dir")" >/dev/null
 done
 for f in changed_keys drop_none pin_version; do "$BIN/ansible-doc" -t filter "fortress.agents.$f" >/dev/null; done
 for path in "$ROOT"/plugins/modules/*.py; do
