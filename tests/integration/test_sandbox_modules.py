@@ -35,7 +35,7 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
     assert up.returncode == 0, up.stderr
     try:
-        converge = run_playbook(inv, playbook=REPO_ROOT / "playbooks/docker_host.yml")
+        converge = run_playbook(inv)  # site.yml: also installs the library for host-side use
         assert converge.rc == 0, converge.output[-3000:]
         yield inv
     finally:
@@ -59,7 +59,7 @@ def host_sh(command: str) -> str:
 
 @pytest.fixture
 def no_leaks_in_host(inventory: Path) -> Iterator[None]:
-    with leakcheck.no_leaks(target=HOST, settle=5):
+    with leakcheck.no_leaks(target=HOST, settle=20):
         yield
 
 
@@ -152,3 +152,31 @@ def test_reap_removes_only_expired_fortress_sandboxes(inventory, no_leaks_in_hos
     finally:
         module(inventory, "sandbox", {"name": "young", "state": "absent"})
         host_sh("docker rm -f not-ours")
+
+
+PARALLEL = """
+import sys, concurrent.futures
+sys.path.insert(0, "/usr/local/lib/fortress")
+from sandbox import Sandboxes, SandboxSpec
+boxes = Sandboxes()
+def one(i):
+    r = boxes.task(SandboxSpec(image="fortress/smoke:busybox", owner="par"), ["echo", str(i)])
+    return r.rc == 0 and r.stdout.strip() == str(i)
+with concurrent.futures.ThreadPoolExecutor(20) as pool:
+    print(sum(pool.map(one, range(20))))
+"""
+
+
+def test_twenty_parallel_one_shots_all_succeed_and_leave_nothing(inventory, no_leaks_in_host):
+    done = client().containers.get(HOST).exec_run(["python3", "-c", PARALLEL])
+    assert done.exit_code == 0 and done.output.decode().strip() == "20", done.output.decode()
+
+
+def test_a_dead_daemon_gets_one_clear_sentence(inventory, no_leaks_in_host) -> None:
+    # A root-owned socket nobody answers on: what a crashed daemon leaves behind.
+    host_sh("python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('/run/dead.sock')\"")
+    try:
+        out = module(inventory, "sandbox_info", {"docker_socket": "/run/dead.sock"})
+        assert out["failed"] and "does not answer" in out["msg"], out
+    finally:
+        host_sh("rm -f /run/dead.sock")
