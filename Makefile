@@ -15,7 +15,7 @@ STAGE     := scripts/stage.sh
 REPORTS   := $(ROOT)/.cache/reports
 N         ?= 2
 KIND      ?= container
-SCENARIOS ?= default
+SCENARIOS ?= default vm
 
 .PHONY: help bootstrap images lab-up lab-down converge check demo lint unit integration \
         molecule sanity build test test-clean
@@ -26,13 +26,13 @@ help: ## List the targets
 bootstrap: ## Install what is missing on this machine and start dockerd (idempotent)
 	@bash scripts/bootstrap.sh
 
-images: bootstrap ## Build the lab host images (cached by recipe hash)
-	@$(LAB) images
+images: bootstrap ## Build the lab host images of KIND (container, vm or all), cached by recipe hash
+	@$(LAB) images --kind $(KIND)
 
-lab-up: images ## Start N lab hosts (default 2) of KIND (container) and write inventories/lab/hosts.yml
+lab-up: images ## Start N lab hosts (default 2) of KIND (container or vm) and write inventories/lab/hosts.yml
 	@$(LAB) up --count $(N) --kind $(KIND)
 
-lab-down: ## Remove the lab hosts, their volumes and the generated inventory
+lab-down: ## Remove the lab hosts (containers and volumes, or VMs, overlays and keys) and the inventory
 	@$(LAB) down
 
 converge: ## ansible-playbook site.yml on the lab fleet
@@ -45,7 +45,7 @@ demo: lab-up ## The main job: converge site.yml on a local lab fleet and prove t
 	@$(LAB) demo
 
 lint: ## ansible-lint (production profile), yamllint, ruff, shellcheck
-	@shellcheck scripts/*.sh .ci/run roles/*/files/*.sh
+	@shellcheck scripts/*.sh .ci/run roles/*/files/*.sh tools/fortress_lab/files/*.sh
 	@$(BIN)/yamllint --strict .
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
@@ -57,7 +57,7 @@ unit: ## Unit tests (pure logic)
 integration: ## Integration tests against the local engine and lab hosts
 	@$(BIN)/pytest -q tests/integration --junitxml=$(REPORTS)/integration.xml
 
-molecule: ## Molecule scenarios (SCENARIOS="default ...")
+molecule: ## Molecule scenarios (SCENARIOS="default vm": container lab hosts, then a VM)
 	@for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
 
 build: ## Build the collection tarball and check it installs and serves fortress.agents.*
@@ -72,7 +72,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	 && $(STAGE) lint 300 $(MAKE) --no-print-directory lint \
 	 && $(STAGE) unit 60 $(MAKE) --no-print-directory unit \
 	 && $(STAGE) build-sanity 600 $(MAKE) --no-print-directory sanity \
-	 && $(STAGE) images 900 $(LAB) images \
+	 && $(STAGE) images 900 $(LAB) images --kind all \
 	 && $(STAGE) integration 600 $(MAKE) --no-print-directory integration \
 	 && $(STAGE) molecule 1500 $(MAKE) --no-print-directory molecule; \
 	 rc=$$?; $(STAGE) --summary; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc

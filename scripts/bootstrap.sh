@@ -6,7 +6,8 @@
 # Idempotent: installs only what is missing, starts only what is not running.
 #   - Debian/Ubuntu packages: docker.io, runsc, debootstrap, apparmor (apparmor_parser for
 #     compile checks), apt-cacher-ng (shared apt cache for image builds and lab hosts),
-#     ShellCheck (ansible-test sanity and lint run it),
+#     ShellCheck (ansible-test sanity and lint run it), qemu-system-x86, qemu-utils and
+#     openssh-client (VM lab hosts: QEMU boots them, Ansible reaches them over SSH),
 #     python3-venv when the venv module is missing.
 #   - the Python venv (.venv) with the pinned ranges of pyproject.toml, reinstalled only
 #     when pyproject.toml changes.
@@ -19,7 +20,8 @@ VENV=${FORTRESS_VENV:-$ROOT/.venv}
 STATE=${FORTRESS_STATE_DIR:-/var/lib/fortress-lab}
 LOG_DIR=${FORTRESS_LOG_DIR:-/var/log/fortress-lab}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(docker.io runsc debootstrap apparmor apt-cacher-ng iptables iproute2 git make shellcheck)
+APT_PACKAGES=(docker.io runsc debootstrap apparmor apt-cacher-ng iptables iproute2 git make shellcheck
+              qemu-system-x86 qemu-utils openssh-client)
 read -r -a extra <<< "${FORTRESS_EXTRA_PACKAGES:-}"
 APT_PACKAGES+=("${extra[@]}")
 

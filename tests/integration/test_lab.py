@@ -7,9 +7,6 @@ keep this module on one worker (`--dist loadfile`).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +18,8 @@ import yaml
 from docker.models.containers import Container
 
 from fortress_lab import fleet, leakcheck
-from fortress_lab.common import REPO_ROOT, LabError, client
+from fortress_lab.common import LabError, client
+from fortress_lab.pytest_plugin import run_ansible
 from fortress_lab.pytest_plugin import run_cli as cli
 
 pytestmark = pytest.mark.lab
@@ -102,16 +100,7 @@ def test_up_again_keeps_the_running_host(lab: Lab) -> None:
 
 
 def test_ansible_reaches_the_host(lab: Lab) -> None:
-    ansible = Path(sys.executable).with_name("ansible")
-    done = subprocess.run(
-        [ansible, "-i", lab.inventory, "all", "-m", "setup", "-a", "filter=ansible_distribution*"],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=300,
-        cwd=REPO_ROOT,
-        env={**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
-    )
+    done = run_ansible(lab.inventory, "-m", "setup", "-a", "filter=ansible_distribution*")
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"ansible_distribution": "Debian"' in done.stdout
 

@@ -51,8 +51,8 @@ def test_validate_rejects_bad_specs(hosts: list[fleet.HostSpec], message: str) -
 
 
 def test_unknown_kind() -> None:
-    with pytest.raises(LabError, match="unknown lab kind 'vm'"):
-        fleet.backend("vm")
+    with pytest.raises(LabError, match="unknown lab kind 'lxd': choose one of container, vm"):
+        fleet.backend("lxd")
 
 
 def test_write_inventory(tmp_path: Path) -> None:

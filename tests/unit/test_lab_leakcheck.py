@@ -52,5 +52,5 @@ def test_mount_points_decode_escapes(tmp_path: Path) -> None:
 
 def test_probe_runs_without_third_party_packages() -> None:
     state = probe.system_state()
-    assert set(state) == {"mounts", "runsc", "veths", "cgroups"}
+    assert set(state) == {"mounts", "runsc", "qemu", "veths", "cgroups"}
     assert "/" in state["mounts"]

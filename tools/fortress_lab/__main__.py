@@ -10,7 +10,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import fleet, images, leakcheck
+from . import fleet, leakcheck
 from .common import LabError, say
 
 
@@ -19,8 +19,9 @@ def _csv(text: str) -> list[str]:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    for tag in images.ensure_images(args.only):
-        print(tag)
+    kinds = sorted(fleet.BACKENDS) if args.kind == "all" else [args.kind]
+    for line in fleet.ensure_images(kinds, args.only):
+        print(line)
     return 0
 
 
@@ -31,7 +32,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         hosts = fleet.hosts_from_json(args.platforms_json)
         inventory = args.inventory
     else:
-        hosts = fleet.numbered_hosts(args.lab, args.count or 2, args.image_cycle)
+        cycle = args.image_cycle or fleet.backend(args.kind).default_images
+        hosts = fleet.numbered_hosts(args.lab, args.count or 2, cycle)
         inventory = args.inventory or fleet.default_inventory(args.lab)
     started = time.monotonic()
     lab_hosts = fleet.up(args.lab, hosts, args.kind, inventory)
@@ -99,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("images", help="build the lab images that are missing")
+    kinds = [*sorted(fleet.BACKENDS), "all"]
+    p.add_argument("--kind", default="container", choices=kinds, help="whose (default container)")
     p.add_argument("--only", type=_csv, help="comma-separated image keys (default: all)")
     p.set_defaults(func=cmd_images)
 
@@ -106,8 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lab", default=fleet.DEFAULT_LAB)
     p.add_argument("--count", type=int, help="number of hosts fortress-LAB-1..N (default 2)")
     p.add_argument("--kind", default="container", choices=sorted(fleet.BACKENDS))
-    p.add_argument("--image-cycle", type=_csv, default=list(fleet.DEFAULT_IMAGE_CYCLE))
-    p.add_argument("--platforms-json", help='JSON list of {"name": ..., "image": ...}')
+    p.add_argument("--image-cycle", type=_csv, help="image keys in turn (default: the kind's)")
+    p.add_argument(
+        "--platforms-json", help='JSON list of {"name": ..., "image": ...[, "options": {...}]}'
+    )
     p.add_argument("--inventory", type=Path, help="inventory file to write")
     p.add_argument(
         "--molecule-instance-config", type=Path, help="write Molecule's instance config here"

@@ -33,8 +33,12 @@ class DockerTarget:
     host: _Host
     docker: str = "docker"
     image: str = SMOKE_IMAGE
+    # Options every `docker run` of a check gets, e.g. ("--runtime", "runsc").
+    run_options: tuple[str, ...] = ()
 
     def run(self, *argv: str) -> _Result:
+        if argv[:1] == ("run",):
+            argv = ("run", *self.run_options, *argv[1:])
         return self.host.run(" ".join([self.docker, *map(shlex.quote, argv)]))
 
     def ok(self, *argv: str) -> str:
@@ -121,6 +125,34 @@ def userland_proxy(target: DockerTarget, port: int = 18080) -> dict[str, Any]:
         return {"answer": answer, "docker_proxy_processes": procs}
     finally:
         target.remove(server)
+
+
+def runtime_seen_from_the_host(target: DockerTarget, runtime: str) -> dict[str, Any]:
+    """Not a CIS item but Fortress's own claim, checked the same way: a container started with
+    `--runtime RUNTIME` (no network) as the host sees it: the runtime Docker recorded, whether
+    a runsc-sandbox process carries its ID, and the kernel release inside and on the host."""
+    cid = target.ok(
+        "run",
+        "-d",
+        "--runtime",
+        runtime,
+        "--network",
+        "none",
+        target.image,
+        BUSYBOX,
+        "sleep",
+        "120",
+    )
+    try:
+        sandboxes = target.host.run("pgrep -af '^runsc-sandbox'").stdout.splitlines()
+        return {
+            "runtime": target.ok("inspect", "-f", "{{.HostConfig.Runtime}}", cid),
+            "sandbox_process": any(cid in line for line in sandboxes),
+            "kernel_inside": target.ok("exec", cid, BUSYBOX, "uname", "-r"),
+            "kernel_host": target.host.run("uname -r").stdout.strip(),
+        }
+    finally:
+        target.remove(cid)
 
 
 def live_restore(target: DockerTarget, restart: str = "systemctl restart docker") -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The lab fleet: named lab hosts of some `kind`, and the Ansible inventory that reaches them.
 
-Everything kind-specific lives in a LabBackend; BACKENDS maps a kind to its backend.
+Everything kind-specific lives in a LabBackend (backend.py); BACKENDS maps a kind to its
+backend: `container` (below) and `vm` (vm.py).
 """
 
 from __future__ import annotations
@@ -9,15 +10,12 @@ import contextlib
 import io
 import json
 import os
-import re
 import tarfile
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import docker.errors
 import yaml
@@ -25,69 +23,36 @@ from docker.models.containers import Container
 from docker.models.volumes import Volume
 
 from . import images
+from .backend import HOSTNAME, HostSpec, LabBackend, LabHost, natural_key
 from .common import LABEL_IMAGE, LABEL_LAB, REPO_ROOT, LabError, apt_cache_up, client, say, tail
+from .vm import VmBackend
+
+__all__ = ["BACKENDS", "HostSpec", "LabBackend", "LabHost", "VmBackend", "natural_key"]
 
 DEFAULT_LAB = "lab"
 DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
 DEFAULT_IMAGE_CYCLE = ("debian12", "debian13")
 INVENTORY_GROUP = "agent_hosts"
-_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """A lab host to have: its name (also its hostname), image key and extra hostvars."""
-
-    name: str
-    image: str
-    hostvars: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LabHost:
-    """A lab host that exists, as its backend reports it."""
-
-    name: str
-    lab: str
-    kind: str
-    image: str
-    state: str
-    hostvars: Mapping[str, Any] = field(default_factory=dict)
-
-
-class LabBackend(ABC):
-    """One kind of lab host (container, vm, ...)."""
-
-    kind: ClassVar[str]
-
-    @abstractmethod
-    def up(self, lab: str, hosts: Sequence[HostSpec]) -> list[LabHost]:
-        """Make the lab consist of exactly `hosts`: keep good ones, create missing, drop surplus.
-
-        All or nothing: when a host cannot be created, whatever this call created is removed
-        before the error propagates.
-        """
-
-    @abstractmethod
-    def down(self, lab: str) -> None:
-        """Remove every host of the lab and everything created for it; idempotent."""
-
-    @abstractmethod
-    def hosts(self, lab: str) -> list[LabHost]:
-        """The lab's hosts of this kind, in natural name order."""
-
-    @abstractmethod
-    def inventory_vars(self, host: LabHost) -> dict[str, Any]:
-        """Inventory hostvars that let Ansible reach and describe `host`."""
 
 
 class ContainerBackend(LabBackend):
     """Lab hosts as systemd containers on the machine's dockerd (runc, never privileged)."""
 
     kind = "container"
+    default_images = DEFAULT_IMAGE_CYCLE
     BOOT_TIMEOUT = 90.0
     LABEL_HOSTVARS = "io.fortress.lab.hostvars"
     APT_PROXY_FILE = "/etc/apt/apt.conf.d/00fortress-lab-proxy"
+
+    def validate_spec(self, spec: HostSpec) -> None:
+        images.recipe(spec.image)
+        if spec.options:
+            raise LabError(
+                f"{spec.name}: container lab hosts take no options (got {sorted(spec.options)})."
+            )
+
+    def ensure_images(self, keys: Sequence[str] | None = None) -> list[str]:
+        return images.ensure_images(list(keys) if keys else None)
 
     def up(self, lab: str, hosts: Sequence[HostSpec]) -> list[LabHost]:
         keys = list(dict.fromkeys(h.image for h in hosts))
@@ -287,15 +252,10 @@ class ContainerBackend(LabBackend):
         container.put_archive(os.path.dirname(path), buf.getvalue())
 
 
-BACKENDS: dict[str, type[LabBackend]] = {"container": ContainerBackend}
+BACKENDS: dict[str, type[LabBackend]] = {"container": ContainerBackend, "vm": VmBackend}
 
 
 # --- kind-independent operations -------------------------------------------------------------
-
-
-def natural_key(name: str) -> list[Any]:
-    """Sort key that puts fortress-lab-2 before fortress-lab-10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def backend(kind: str) -> LabBackend:
@@ -317,11 +277,18 @@ def numbered_hosts(
 
 
 def hosts_from_json(text: str) -> list[HostSpec]:
-    """Host specs from a JSON list of {"name", "image"[, "hostvars"]} (Molecule platforms)."""
+    """Host specs from a JSON list of {"name", "image"[, "hostvars"][, "options"]} (Molecule
+    platforms)."""
     try:
         items = json.loads(text)
         return [
-            HostSpec(str(i["name"]), str(i["image"]), dict(i.get("hostvars") or {})) for i in items
+            HostSpec(
+                str(i["name"]),
+                str(i["image"]),
+                dict(i.get("hostvars") or {}),
+                dict(i.get("options") or {}),
+            )
+            for i in items
         ]
     except (ValueError, TypeError, KeyError) as exc:
         raise LabError(
@@ -329,18 +296,20 @@ def hosts_from_json(text: str) -> list[HostSpec]:
         ) from exc
 
 
-def validate(hosts: Sequence[HostSpec]) -> None:
-    """Fail before touching anything: unique RFC 1123 host names and known image keys."""
+def validate(hosts: Sequence[HostSpec], kind: str = "container") -> None:
+    """Fail before touching anything: unique RFC 1123 host names, image keys and options the
+    kind knows."""
     names = [h.name for h in hosts]
     if not hosts or len(set(names)) != len(names):
         raise LabError(f"a lab needs one or more hosts with distinct names (got {names}).")
+    kind_backend = backend(kind)
     for host in hosts:
-        if not _HOSTNAME.fullmatch(host.name):
+        if not HOSTNAME.fullmatch(host.name):
             raise LabError(
                 f"{host.name!r} is not a valid host name: use 1-63 lowercase letters, digits "
                 "and inner hyphens."
             )
-        images.recipe(host.image)
+        kind_backend.validate_spec(host)
 
 
 def default_inventory(lab: str) -> Path | None:
@@ -348,10 +317,24 @@ def default_inventory(lab: str) -> Path | None:
     return DEFAULT_INVENTORY if lab == DEFAULT_LAB else None
 
 
+def ensure_images(kinds: Sequence[str], keys: Sequence[str] | None = None) -> list[str]:
+    """Build the missing images of each kind (all of a kind's images unless `keys`); the
+    kinds build side by side, one pipeline."""
+    backends = [backend(kind) for kind in kinds]
+    with ThreadPoolExecutor(max_workers=max(1, len(backends)), thread_name_prefix="kind") as pool:
+        built = list(pool.map(lambda b: b.ensure_images(keys), backends))
+    return [line for lines in built for line in lines]
+
+
 def up(
     lab: str, hosts: Sequence[HostSpec], kind: str = "container", inventory: Path | None = None
 ) -> list[LabHost]:
-    validate(hosts)
+    """Make the lab consist of exactly `hosts`, all of `kind` (other kinds' hosts go)."""
+    validate(hosts, kind)
+    for other in BACKENDS:
+        if other != kind and backend(other).hosts(lab):
+            say("lab", f"removing the {other} hosts of lab {lab!r}: it becomes a {kind} lab")
+            backend(other).down(lab)
     lab_hosts = backend(kind).up(lab, hosts)
     if inventory is not None:
         write_inventory(inventory, lab_hosts)

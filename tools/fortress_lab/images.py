@@ -1,5 +1,9 @@
 """Lab host images: Debian root filesystems made with debootstrap, imported into the
-machine's dockerd and cached under a tag derived from the recipe."""
+machine's dockerd and cached under a tag derived from the recipe.
+
+The debootstrap pipeline (`building`, `build_rootfs`, `chroot_apt`, `recipe_hash`) is shared
+with the VM lab hosts' disk images (vm_image.py): one implementation for both kinds.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,8 @@ BUILDER_VERSION = 2  # bump when the build steps change the image content
 REPOSITORY = "fortress-lab"
 BUILD_DIR = STATE_DIR / "build"
 DEBOOTSTRAP_TIMEOUT = 1800
+MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 _BASE: dict[str, Any] = {
     "variant": "minbase",
@@ -41,8 +49,8 @@ _BASE: dict[str, Any] = {
         # mode (where it cannot install it itself) on a host never converged.
         "python3-apt",
     ],
-    "mirror": "http://deb.debian.org/debian",
-    "security_mirror": "http://deb.debian.org/debian-security",
+    "mirror": MIRROR,
+    "security_mirror": SECURITY_MIRROR,
     # Units that need a real machine (devices, consoles); masked with links to /dev/null.
     "mask": [
         "systemd-udevd.service",
@@ -60,11 +68,16 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def recipe_hash(recipe: dict[str, Any]) -> str:
-    """First 12 hex digits of the sha256 of the canonical JSON of recipe + builder version."""
-    canonical = json.dumps(
-        {"builder": BUILDER_VERSION, "recipe": recipe}, sort_keys=True, separators=(",", ":")
-    )
+def recipe_hash(recipe: dict[str, Any], kind_builder: Any = None) -> str:
+    """First 12 hex digits of the sha256 of the canonical JSON of recipe + builder version.
+
+    kind_builder: what a kind's own build steps add (their version, the files they install);
+    None for the container images.
+    """
+    doc: dict[str, Any] = {"builder": BUILDER_VERSION, "recipe": recipe}
+    if kind_builder is not None:
+        doc["kind_builder"] = kind_builder
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -102,21 +115,41 @@ def ensure_images(names: list[str] | None = None) -> list[str]:
 
 
 def _build(name: str, recipe_: dict[str, Any], tag: str) -> None:
-    suite = recipe_["suite"]
-    say("image", f"building {name} ({suite}) ...")
+    with building(name, recipe_, tag) as workdir:
+        rootfs = workdir / "rootfs"
+        build_rootfs(name, recipe_, rootfs)
+        _import(rootfs, tag, tag.rsplit(":", 1)[1])
+        _remove_older_tags(tag)
+
+
+@contextmanager
+def building(name: str, recipe_: dict[str, Any], what: str) -> Iterator[Path]:
+    """A scratch directory for one build, deleted afterwards (with what a failed debootstrap
+    left mounted in it); prints the start and, on success, the build time of `what`."""
+    say("image", f"building {name} ({recipe_['suite']}) ...")
     started = time.monotonic()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=BUILD_DIR))
-    rootfs = workdir / "rootfs"
     try:
-        _debootstrap(name, recipe_, rootfs)
-        _customize(rootfs, recipe_)
-        _refresh_package_lists(rootfs)
-        _import(rootfs, tag, tag.rsplit(":", 1)[1])
-        _remove_older_tags(tag)
+        yield workdir
     finally:
         _remove_tree(workdir)
-    say("image", f"built {tag} in {time.monotonic() - started:.0f} s")
+    say("image", f"built {what} in {time.monotonic() - started:.0f} s")
+
+
+def build_rootfs(
+    name: str,
+    recipe_: dict[str, Any],
+    rootfs: Path,
+    customize: Callable[[Path, dict[str, Any]], None] | None = None,
+) -> None:
+    """debootstrap the recipe into rootfs, apply the common customisation, then the kind's
+    own (`customize`), then fetch the package lists of the final sources."""
+    _debootstrap(name, recipe_, rootfs)
+    _customize(rootfs, recipe_)
+    if customize is not None:
+        customize(rootfs, recipe_)
+    _refresh_package_lists(rootfs)
 
 
 def _debootstrap(name: str, recipe_: dict[str, Any], rootfs: Path) -> None:
@@ -149,20 +182,24 @@ def _debootstrap(name: str, recipe_: dict[str, Any], rootfs: Path) -> None:
         )
 
 
-def _customize(rootfs: Path, recipe_: dict[str, Any]) -> None:
-    """Turn the debootstrap tree into a container image tree."""
-    suite = recipe_["suite"]
-    etc = rootfs / "etc"
+def sources_stanza(rootfs: Path, uri: str, suites: str) -> str:
+    """A deb822 sources stanza (main), signed by Debian's keyring when the tree has it."""
     keyring = rootfs / "usr/share/keyrings/debian-archive-keyring.gpg"
     signed_by = f"Signed-By: /{keyring.relative_to(rootfs)}\n" if keyring.is_file() else ""
+    return f"Types: deb\nURIs: {uri}\nSuites: {suites}\nComponents: main\n{signed_by}"
+
+
+def _customize(rootfs: Path, recipe_: dict[str, Any]) -> None:
+    """Turn the debootstrap tree into a lab host tree (sources, identity, masked units)."""
+    suite = recipe_["suite"]
+    etc = rootfs / "etc"
     (etc / "apt/sources.list").write_text(
         "# Debian sources are in /etc/apt/sources.list.d/debian.sources\n"
     )
     (etc / "apt/sources.list.d/debian.sources").write_text(
-        f"Types: deb\nURIs: {recipe_['mirror']}\nSuites: {suite} {suite}-updates\n"
-        f"Components: main\n{signed_by}\n"
-        f"Types: deb\nURIs: {recipe_['security_mirror']}\nSuites: {suite}-security\n"
-        f"Components: main\n{signed_by}"
+        sources_stanza(rootfs, recipe_["mirror"], f"{suite} {suite}-updates")
+        + "\n"
+        + sources_stanza(rootfs, recipe_["security_mirror"], f"{suite}-security")
     )
     (etc / "machine-id").write_text("")
     (etc / "hostname").unlink(missing_ok=True)
@@ -182,12 +219,22 @@ def _refresh_package_lists(rootfs: Path) -> None:
     for path in (rootfs / "var/lib/apt/lists").glob("*"):
         if path.is_file() and path.name != "lock":
             path.unlink()
-    argv = ["chroot", str(rootfs), "apt-get", "update", "-qq"]
+    chroot_apt(rootfs, "update", "-qq")
+
+
+def chroot_apt(rootfs: Path, *args: str, timeout: float = 600) -> None:
+    """Run apt-get ARGS in the tree (through the apt cache when it is up); LabError on failure."""
+    argv = ["chroot", str(rootfs), "apt-get", *args]
     if apt_cache_up():
         argv += ["-o", f"Acquire::http::Proxy=http://127.0.0.1:{APT_CACHE_PORT}"]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=timeout, env=env
+    )
     if done.returncode != 0:
-        raise LabError(f"apt-get update in the new image failed: {tail(done.stderr, 10)}")
+        raise LabError(
+            f"apt-get {args[0]} in the new image failed: {tail(done.stderr or done.stdout, 10)}"
+        )
 
 
 def _import(rootfs: Path, tag: str, digest: str) -> None:

@@ -34,6 +34,7 @@ class Snapshot:
     networks: frozenset[str]  # network ids
     mounts: frozenset[str]  # mount points (/proc/self/mountinfo)
     runsc: frozenset[str]  # "PID ARGV0" of runsc* processes
+    qemu: frozenset[str]  # "PID ARGV0 -name NAME" of QEMU processes (VM lab hosts)
     veths: frozenset[str]  # veth interface names
     cgroups: frozenset[str]  # cgroup directories named after container ids
 

@@ -24,17 +24,34 @@ def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     return [unescape.sub(lambda m: chr(int(m[1], 8)), f[4]) for f in fields if len(f) > 4]
 
 
-def runsc_processes() -> list[str]:
-    """'PID ARGV0' of every process whose argv[0] basename starts with runsc."""
+def processes(prefix: str) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every live process whose argv[0] basename starts with prefix."""
     found = []
     for path in glob.glob("/proc/[0-9]*/cmdline"):
+        pid = int(path.split("/")[2])
         try:
             with open(path, "rb") as fh:
-                argv0 = fh.read().split(b"\0", 1)[0].decode(errors="replace")
-        except OSError:  # the process went away meanwhile
+                argv = fh.read().decode(errors="replace").rstrip("\0").split("\0")
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                zombie = fh.read().rpartition(")")[2].split()[0] == "Z"
+        except (OSError, IndexError):  # the process went away meanwhile
             continue
-        if os.path.basename(argv0).startswith("runsc"):
-            found.append(f"{path.split('/')[2]} {argv0}")
+        if not zombie and os.path.basename(argv[0]).startswith(prefix):
+            found.append((pid, argv))
+    return found
+
+
+def runsc_processes() -> list[str]:
+    """'PID ARGV0' of every process whose argv[0] basename starts with runsc."""
+    return [f"{pid} {argv[0]}" for pid, argv in processes("runsc")]
+
+
+def qemu_processes() -> list[str]:
+    """'PID ARGV0 -name NAME' of every QEMU system emulator (VM lab hosts)."""
+    found = []
+    for pid, argv in processes("qemu-system"):
+        name = argv[argv.index("-name") + 1] if "-name" in argv[:-1] else "?"
+        found.append(f"{pid} {argv[0]} -name {name}")
     return found
 
 
@@ -80,6 +97,7 @@ def system_state() -> dict[str, list[str]]:
     return {
         "mounts": mount_points(),
         "runsc": runsc_processes(),
+        "qemu": qemu_processes(),
         "veths": veth_interfaces(),
         "cgroups": docker_cgroups(),
     }

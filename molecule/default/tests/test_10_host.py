@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from fortress_lab import cis
+
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
@@ -58,25 +60,11 @@ def test_runsc_is_the_fast_systrap_era_build(host) -> None:
 
 
 def test_a_gvisor_container_is_verified_from_the_host_side(host) -> None:
-    cid = host.check_output(
-        "docker run -d --runtime runsc --network none fortress/smoke:busybox /bin/busybox sleep 120"
-    )
-    try:
-        assert host.check_output("docker inspect -f '{{.HostConfig.Runtime}}' %s", cid) == "runsc"
-        sandboxes = host.run("pgrep -af '^runsc-sandbox'").stdout.splitlines()
-        assert any(cid in line for line in sandboxes), sandboxes
-        # Inside, gVisor's Sentry answers uname, not the host kernel.
-        inner = host.check_output("docker exec %s /bin/busybox uname -r", cid)
-        assert inner != host.check_output("uname -r")
-    finally:
-        host.run("docker rm -f %s", cid)
-    # Control: the same probe on a runc container sees no sandbox process for it.
-    runc = host.check_output("docker run -d fortress/smoke:busybox /bin/busybox sleep 120")
-    try:
-        sandboxes = host.run("pgrep -af '^runsc-sandbox'").stdout
-        assert runc not in sandboxes
-        assert host.check_output("docker exec %s /bin/busybox uname -r", runc) == host.check_output(
-            "uname -r"
-        )
-    finally:
-        host.run("docker rm -f %s", runc)
+    seen = cis.runtime_seen_from_the_host(cis.DockerTarget(host), "runsc")
+    assert (seen["runtime"], seen["sandbox_process"]) == ("runsc", True)
+    # Inside, gVisor's Sentry answers uname, not the host kernel.
+    assert seen["kernel_inside"] != seen["kernel_host"]
+    # Control: the same probe on a runc container sees no sandbox process and the host kernel.
+    control = cis.runtime_seen_from_the_host(cis.DockerTarget(host), "runc")
+    assert (control["runtime"], control["sandbox_process"]) == ("runc", False)
+    assert control["kernel_inside"] == control["kernel_host"]
