@@ -165,7 +165,7 @@ class ContainerBackend(LabBackend):
             # SYS_ADMIN: systemd mounts its cgroups and the host's own dockerd and runsc mount
             # filesystems and namespaces; NET_ADMIN: that dockerd builds bridges, veths and
             # iptables rules; SYS_PTRACE: runsc's ptrace platform and debugging inside. Named
-            # capabilities only: a lab host is never privileged (and --privileged fails here).
+            # capabilities only: a lab host never runs in privileged mode (which fails here anyway).
             cap_add=["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"],
             # The lab host stands in for a whole machine, whose own kernel applies no container
             # seccomp profile; its dockerd and runsc need mount, keyctl, pivot_root, ... The
