@@ -33,7 +33,7 @@ import socket
 import stat
 import struct
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 try:  # the Docker SDK for Python; the modules report its absence cleanly
@@ -447,9 +447,11 @@ class Sandboxes:
     def task(self, spec: SandboxSpec, argv: list[str], stdin: bytes | None = None,
              timeout: float = 60, max_output: int = 1024 * 1024) -> ExecResult:  # fmt: skip
         """Ephemeral one-shot: create, run, collect, always destroy."""
-        keep_alive = SandboxSpec(**{**asdict(spec), "mounts": spec.mounts})
-        keep_alive.command = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
-        keep_alive.name = spec.name or f"fortress-task-{os.urandom(6).hex()}"
+        keep_alive = replace(
+            spec,
+            command=["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"],
+            name=spec.name or f"fortress-task-{os.urandom(6).hex()}",
+        )
         container = self.create(keep_alive)
         try:
             return self.exec(
