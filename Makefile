@@ -18,7 +18,7 @@ KIND      ?= container
 SCENARIOS ?= default vm
 
 .PHONY: help bootstrap images lab-up lab-down converge check demo lint unit integration \
-        molecule sanity build test test-clean
+        molecule sanity build test test-clean test-sysbox
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -59,6 +59,9 @@ integration: ## Integration tests against the local engine and lab hosts
 
 molecule: ## Molecule scenarios (SCENARIOS="default vm": container lab hosts, then a VM)
 	@for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+
+test-sysbox: ## Sysbox CE on a fresh VM lab host; needs FORTRESS_SYSBOX_DEB=/path/to/sysbox-ce.deb (not part of `make test`)
+	@FORTRESS_SYSBOX_DEB="$(FORTRESS_SYSBOX_DEB)" $(BIN)/pytest tests/sysbox -v
 
 build: ## Build the collection tarball and check it installs and serves fortress.agents.*
 	@bash scripts/check-build.sh

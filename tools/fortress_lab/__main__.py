@@ -10,7 +10,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import fleet, leakcheck
+from . import fleet, leakcheck, outer_image
 from .common import LabError, say
 
 
@@ -35,6 +35,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         cycle = args.image_cycle or fleet.backend(args.kind).default_images
         hosts = fleet.numbered_hosts(args.lab, args.count or 2, cycle)
         inventory = args.inventory or fleet.default_inventory(args.lab)
+    # Lab hosts converge the outer layer from this archive (inventories/lab/group_vars).
+    outer_image.ensure_outer_archive()
     started = time.monotonic()
     lab_hosts = fleet.up(args.lab, hosts, args.kind, inventory)
     elapsed = time.monotonic() - started

@@ -22,7 +22,7 @@ import yaml
 from docker.models.containers import Container
 from docker.models.volumes import Volume
 
-from . import images
+from . import images, outer_image
 from .backend import HOSTNAME, HostSpec, LabBackend, LabHost, natural_key
 from .common import LABEL_IMAGE, LABEL_LAB, REPO_ROOT, LabError, apt_cache_up, client, say, tail
 from .vm import VmBackend
@@ -321,9 +321,10 @@ def ensure_images(kinds: Sequence[str], keys: Sequence[str] | None = None) -> li
     """Build the missing images of each kind (all of a kind's images unless `keys`); the
     kinds build side by side, one pipeline."""
     backends = [backend(kind) for kind in kinds]
-    with ThreadPoolExecutor(max_workers=max(1, len(backends)), thread_name_prefix="kind") as pool:
+    with ThreadPoolExecutor(max_workers=len(backends) + 1, thread_name_prefix="kind") as pool:
+        outer = pool.submit(outer_image.ensure_outer_archive)
         built = list(pool.map(lambda b: b.ensure_images(keys), backends))
-    return [line for lines in built for line in lines]
+    return [line for lines in built for line in lines] + [outer.result()]
 
 
 def up(

@@ -1,0 +1,96 @@
+"""Filter: the outer_sandbox role's instances with every default and derived name filled in."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: outer_instances
+short_description: Expand the outer_sandbox role's instance list
+description:
+  - Merges each item of O(_input) over O(defaults), expands C({name}) in the network name and
+    adds the derived names the role uses for the instance (container, volume, host paths).
+  - Fails with one sentence when an item has no valid name or two items share a name.
+positional: defaults, config_dir, socket_root
+options:
+  _input:
+    description: The instances (C(outer_sandbox_instances)); each needs C(name).
+    type: list
+    elements: dict
+    required: true
+  defaults:
+    description: Per-instance defaults (C(outer_sandbox_instance_defaults)).
+    type: dict
+    required: true
+  config_dir:
+    description: Host directory holding one configuration directory per instance.
+    type: str
+    required: true
+  socket_root:
+    description: Host directory holding one socket directory per instance.
+    type: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Expanded instances
+  ansible.builtin.debug:
+    msg: >-
+      {{ [{'name': 'tenant-a', 'memory': '1g'}]
+         | fortress.agents.outer_instances({'memory': '2g', 'network': 'fortress-outer-{name}'},
+                                           '/etc/fortress/outer', '/run/fortress/outer') }}
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - The instances, each with the merged options plus C(container), C(volume), C(config_dir),
+      C(socket_dir) and C(socket).
+  type: list
+  elements: dict
+"""
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
+
+
+def outer_instances(
+    items: list[dict[str, Any]], defaults: dict[str, Any], config_dir: str, socket_root: str
+) -> list[dict[str, Any]]:
+    """Each instance merged over the defaults, with its derived names."""
+    seen: set[str] = set()
+    out = []
+    for item in items or []:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not NAME.match(name):
+            raise AnsibleFilterError(
+                f"outer_sandbox_instances: {name!r} is not a valid instance name: use 1-41 "
+                "lower-case letters, digits, '.', '_' or '-', starting with a letter or digit."
+            )
+        if name in seen:
+            raise AnsibleFilterError(
+                f"outer_sandbox_instances: the name {name!r} is used twice: give each instance "
+                "its own name."
+            )
+        seen.add(name)
+        merged = {**defaults, **item}
+        network = merged.get("network")
+        out.append(
+            {
+                **merged,
+                "network": network.replace("{name}", name) if network else None,
+                "container": f"fortress-outer-{name}",
+                "volume": f"fortress-outer-{name}-docker",
+                "config_dir": f"{config_dir.rstrip('/')}/{name}",
+                "socket_dir": f"{socket_root.rstrip('/')}/{name}",
+                "socket": f"{socket_root.rstrip('/')}/{name}/docker.sock",
+            }
+        )
+    return out
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"outer_instances": outer_instances}
