@@ -1,0 +1,170 @@
+"""The outer containers, read from the lab host's side: exactly the documented capabilities,
+our seccomp profile, no host devices or sockets, limits, the inner daemon, the socket."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import REPO, ROLE_DEFAULTS, inner, inspect, socket
+
+# Linux capability numbers (linux/capability.h), to decode /proc/<pid>/status.
+CAPS = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+]
+SECCOMP_DEFAULT = "seccomp-docker-default.json"
+DOCUMENTED_CAPS = set(ROLE_DEFAULTS["outer_sandbox_capabilities"])
+
+
+def to_bytes(size: str) -> int:
+    return int(size[:-1]) << {"k": 10, "m": 20, "g": 30}[size[-1].lower()]
+
+
+def decode_caps(hexmask: str) -> set[str]:
+    mask = int(hexmask, 16)
+    return {name for bit, name in enumerate(CAPS) if mask >> bit & 1}
+
+
+def proc_status(host, pid: int) -> dict[str, str]:
+    lines = host.file(f"/proc/{pid}/status").content_string.splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def test_outer_has_exactly_the_documented_capabilities(host, tenant) -> None:
+    info = inspect(host, tenant)
+    assert info["HostConfig"]["Privileged"] is False
+    assert info["HostConfig"]["CapDrop"] == ["ALL"]
+    assert {c.removeprefix("CAP_") for c in info["HostConfig"]["CapAdd"]} == DOCUMENTED_CAPS
+    # What the kernel gave the outer's processes, not only what Docker recorded.
+    status = proc_status(host, info["State"]["Pid"])
+    assert decode_caps(status["CapEff"].strip()) == DOCUMENTED_CAPS
+    assert decode_caps(status["CapBnd"].strip()) == DOCUMENTED_CAPS
+
+
+def test_outer_runs_our_seccomp_profile(host, tenant) -> None:
+    info = inspect(host, tenant)
+    opts = info["HostConfig"]["SecurityOpt"]
+    seccomp = [o for o in opts if o.startswith("seccomp=")]
+    assert len(seccomp) == 1 and "unconfined" not in seccomp[0]
+    profile = json.loads(seccomp[0].removeprefix("seccomp="))
+    vendored = json.loads((REPO / "roles/outer_sandbox/files" / SECCOMP_DEFAULT).read_text())
+    # Docker's default profile, unchanged, plus exactly one rule with the documented syscalls.
+    assert profile["defaultAction"] == vendored["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert profile["syscalls"][:-1] == vendored["syscalls"]
+    assert profile["syscalls"][-1] == {
+        "names": ROLE_DEFAULTS["outer_sandbox_seccomp_extra_syscalls"],
+        "action": "SCMP_ACT_ALLOW",
+    }
+    # The host-side copy is the profile the container runs with.
+    assert json.loads(host.file("/etc/fortress/outer/seccomp.json").content_string) == profile
+    # The kernel filters the outer's processes (mode 2 = seccomp filter).
+    assert proc_status(host, info["State"]["Pid"])["Seccomp"].strip() == "2"
+
+
+def test_outer_has_no_host_devices_sockets_or_writable_kernel_tunables(host, tenant) -> None:
+    info = inspect(host, tenant)
+    assert not info["HostConfig"]["Devices"]
+    sources = {m["Source"] for m in info["Mounts"]}
+    assert not {"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/"} & sources
+    assert all(
+        not s.startswith(("/dev", "/proc", "/var/lib/docker/")) or "/volumes/" in s for s in sources
+    ), sources
+    # Docker's masked and read-only paths stay (kcore masked, /proc/sys read-only).
+    assert "/proc/kcore" in info["HostConfig"]["MaskedPaths"]
+    assert "/proc/sys" in info["HostConfig"]["ReadonlyPaths"]
+    write = "echo x > /proc/sys/kernel/core_pattern"
+    probe = host.run(f"docker exec fortress-outer-{tenant} sh -c '{write}'")
+    assert probe.rc != 0 and "Read-only file system" in probe.stderr
+
+
+def test_outer_limits_and_restart_policy(host, tenant) -> None:
+    info = inspect(host, tenant)
+    wanted = host.ansible.get_variables()["outer_sandbox_instances"]
+    item = next(i for i in wanted if i["name"] == tenant)
+    defaults = host.ansible.get_variables()["outer_sandbox_instance_defaults"]
+    memory = to_bytes(item.get("memory", defaults["memory"]))
+    hc = info["HostConfig"]
+    assert hc["Memory"] == memory and hc["MemorySwap"] == memory
+    assert hc["NanoCpus"] == int(float(item.get("cpus", defaults["cpus"])) * 1e9)
+    assert hc["PidsLimit"] == item.get("pids_limit", defaults["pids_limit"])
+    assert hc["RestartPolicy"]["Name"] == "unless-stopped"
+    data = [m for m in info["Mounts"] if m["Destination"] == "/var/lib/docker"]
+    assert [m["Type"] for m in data] == ["volume"]
+
+
+def test_inner_daemon_defaults_to_runsc_without_tcp(host, tenant) -> None:
+    info = json.loads(host.check_output(f"{inner(tenant)} info --format '{{{{json .}}}}'"))
+    assert info["DefaultRuntime"] == "runsc"
+    assert {"runsc", "runsc-nonet"} <= set(info["Runtimes"])
+    assert info["LiveRestoreEnabled"] is True
+    cfg = json.loads(host.file(f"/etc/fortress/outer/{tenant}/daemon.json").content_string)
+    assert cfg["hosts"] == ["unix:///run/fortress/docker.sock"]
+    assert cfg["icc"] is False and cfg["log-opts"]["max-size"] == "10m"
+    tables = "/proc/net/tcp /proc/net/tcp6"
+    listening = host.check_output(f"docker exec fortress-outer-{tenant} cat {tables}")
+    assert not [line for line in listening.splitlines()[1:] if line.split()[3:4] == ["0A"]]
+
+
+def test_socket_is_root_only(host, tenant) -> None:
+    sock = host.file(socket(tenant))
+    assert sock.is_socket and sock.user == "root" and sock.group == "root" and sock.mode == 0o660
+    directory = host.file(f"/run/fortress/outer/{tenant}")
+    assert directory.user == "root" and directory.mode == 0o750
+
+
+def test_tenants_are_separate(host) -> None:
+    a, b = inspect(host, "tenant-a"), inspect(host, "tenant-b")
+    assert a["HostConfig"]["NetworkMode"] == "fortress-outer-tenant-a"
+    assert b["HostConfig"]["NetworkMode"] == "none"
+    vol = {
+        t: next(m["Name"] for m in i["Mounts"] if m["Destination"] == "/var/lib/docker")
+        for t, i in (("a", a), ("b", b))
+    }
+    assert vol["a"] != vol["b"]
+    started = host.check_output(
+        f"{inner('tenant-a')} run -d --network none fortress/smoke:busybox sleep 30"
+    )
+    try:
+        in_b = host.check_output(f"docker -H unix://{socket('tenant-b')} ps -aq --no-trunc")
+        assert started not in in_b
+    finally:
+        host.run(f"docker -H unix://{socket('tenant-a')} rm -f {started}")

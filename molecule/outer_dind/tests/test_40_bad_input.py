@@ -1,0 +1,51 @@
+"""Bad outer settings fail with one clear sentence before any change: the outer containers
+keep running untouched. The refusal without a second wall is one of them."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TENANTS, inspect
+
+from fortress_lab.playbook import run_playbook
+
+BAD_INPUT = {
+    "no second wall and no acknowledgement": (
+        {"outer_sandbox_acknowledge_no_second_wall": False},
+        ["Refusing to deploy", "release_agent", "outer_sandbox_acknowledge_no_second_wall"],
+    ),
+    "instance name with a space": (
+        {"outer_sandbox_instances": [{"name": "Tenant A"}]},
+        ["'Tenant A' is not a valid instance name"],
+    ),
+    "two instances with one name": (
+        {"outer_sandbox_instances": [{"name": "a"}, {"name": "a"}]},
+        ["'a' is used twice"],
+    ),
+    "archive source without an archive": (
+        {"outer_sandbox_image_archive": ""},
+        ["outer_sandbox_image_archive is empty"],
+    ),
+    "unknown mode": ({"outer_sandbox_mode": "privileged"}, ["outer_sandbox_mode", "dind, sysbox"]),
+    "sysbox mode without the sysbox role": (
+        {"outer_sandbox_mode": "sysbox"},
+        ["sysbox-runc", "sysbox_enabled"],
+    ),
+}
+
+
+def _fingerprint(host) -> dict[str, object]:
+    return {
+        t: (inspect(host, t)["Id"], inspect(host, t)["State"]["StartedAt"]) for t in TENANTS
+    } | {"files": host.run("ls -lR /etc/fortress/outer /run/fortress/outer").stdout}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_outer_input_fails_clearly_before_any_change(case, inventory, platform, host):
+    extra_vars, phrases = BAD_INPUT[case]
+    before = _fingerprint(host)
+    run = run_playbook(inventory, limit=platform, extra_vars=extra_vars)
+    assert run.rc != 0, f"{case}: the playbook succeeded"
+    text = run.failure_text(platform) or run.failure_text("*")
+    for phrase in phrases:
+        assert phrase in text, f"{case}: {phrase!r} not in the failure: {text[:1500]}"
+    assert _fingerprint(host) == before, f"{case}: the failed run changed the outer layer"
