@@ -256,6 +256,16 @@ class AuditLog:
             self._logger.info(json.dumps(record, sort_keys=True, default=str))
 
 
+def _refusal(spec: SandboxSpec, explanation: str) -> str:
+    """Docker's refusal as one sentence; the limits a parent cgroup caps get their fix."""
+    if any(f"{knob}: invalid argument" in explanation for knob in ("cfs_quota_us", "cpu.max")):
+        return (
+            f"the sandbox asks for {spec.cpus} CPUs, more than the daemon's parent cgroup (for "
+            "example its outer container) allows: lower cpus to at most the outer's cpus."
+        )
+    return f"Docker refused the sandbox: {explanation}."
+
+
 class Sandboxes:
     """The adapter: every call to Docker goes through here."""
 
@@ -333,7 +343,7 @@ class Sandboxes:
                 raise SandboxError(
                     f"a container named {spec.name} already exists: pick another name."
                 ) from exc
-            raise SandboxError(f"Docker refused the sandbox: {exc.explanation or exc}.") from exc
+            raise SandboxError(_refusal(spec, str(exc.explanation or exc))) from exc
         except BaseException:
             if container is not None:
                 container.remove(force=True)

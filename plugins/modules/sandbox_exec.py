@@ -64,6 +64,12 @@ options:
     description: Owner label of a one-shot sandbox.
     type: str
     default: unknown
+  cpus:
+    description:
+      - CPUs of a one-shot sandbox. Inside an outer container at most the outer's cpus
+        (its cgroup caps its sandboxes').
+    type: float
+    default: 1.0
   memory:
     description: Memory limit of a one-shot sandbox.
     type: str
@@ -141,6 +147,7 @@ def main() -> None:
             "timeout": {"type": "float", "default": 60},
             "max_output": {"type": "int", "default": 1048576},
             "owner": {"type": "str", "default": "unknown"},
+            "cpus": {"type": "float", "default": 1.0},
             "memory": {"type": "str", "default": "512m"},
             "network": {"type": "str", "default": "none"},
             **COMMON_ARGS,
@@ -155,7 +162,7 @@ def main() -> None:
     try:
         boxes = from_module_params(p)
         if p["image"]:
-            spec = SandboxSpec(image=p["image"], env=p["env"], owner=p["owner"],
+            spec = SandboxSpec(image=p["image"], env=p["env"], owner=p["owner"], cpus=p["cpus"],
                                memory=p["memory"], network=p["network"])  # fmt: skip
             result = boxes.task(spec, argv, stdin=stdin, timeout=p["timeout"],
                                 max_output=p["max_output"])  # fmt: skip

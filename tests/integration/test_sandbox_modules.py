@@ -1,8 +1,11 @@
-"""The fortress.agents.sandbox* modules against a real lab host's dockerd with runsc.
+"""The fortress.agents.sandbox* modules against real dockerds with runsc.
 
-Groundwork for the lifecycle issue: one Debian 12 lab host converged by site.yml, the
-modules driven through ansible-playbook, every step wrapped in a leak check inside the
-lab host (containers, volumes, networks, mounts, runsc processes, veths, cgroups).
+One Debian 12 lab host converged by site.yml (host layer and outer layer). Each lifecycle
+test runs twice: against the lab host's own dockerd, and against its outer container's
+inner dockerd through the host-side socket (the double sandbox). The modules are driven
+through ansible-playbook; every step is wrapped in a leak check inside the lab host
+(containers, volumes and networks of both daemons, mounts also inside the outer, runsc
+processes, veths, cgroups).
 """
 
 from __future__ import annotations
@@ -23,6 +26,20 @@ LAB = "pytest-sandbox"
 HOST = "fortress-pytest-sandbox-1"
 IMAGE = "fortress/smoke:busybox"
 FOREVER = ["/bin/sh", "-c", "sleep 2147483647"]
+OUTER_SOCKET = "/run/fortress/outer/default/docker.sock"
+DAEMONS = {"host": None, "outer": OUTER_SOCKET}
+
+
+@pytest.fixture(params=list(DAEMONS))
+def daemon(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Module arguments that select the daemon under test (none: the host's own)."""
+    sock = DAEMONS[request.param]
+    return {"docker_socket": sock} if sock else {}
+
+
+def docker_cli(daemon: dict[str, str]) -> str:
+    sock = daemon.get("docker_socket")
+    return f"docker -H unix://{sock}" if sock else "docker"
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +80,10 @@ def no_leaks_in_host(inventory: Path) -> Iterator[None]:
         yield
 
 
-def test_create_is_idempotent_and_check_mode_shows_the_diff(inventory, no_leaks_in_host) -> None:
-    spec = {"name": "s1", "image": IMAGE, "command": FOREVER, "owner": "t"}
+def test_create_is_idempotent_and_check_mode_shows_the_diff(
+    inventory, daemon, no_leaks_in_host
+) -> None:
+    spec = {"name": "s1", "image": IMAGE, "command": FOREVER, "owner": "t", **daemon}
     try:
         first = module(inventory, "sandbox", spec)
         assert first["changed"] and first["sandbox"]["runtime"] == "runsc", first
@@ -80,19 +99,21 @@ def test_create_is_idempotent_and_check_mode_shows_the_diff(inventory, no_leaks_
         changed = module(inventory, "sandbox", {**spec, "memory": "256m"})
         assert changed["changed"] and changed["sandbox"]["id"] != first["sandbox"]["id"]
     finally:
-        module(inventory, "sandbox", {"name": "s1", "state": "absent"})
+        module(inventory, "sandbox", {"name": "s1", "state": "absent", **daemon})
 
 
-def test_exec_timeout_kills_inside_the_sandbox(inventory, no_leaks_in_host) -> None:
-    module(inventory, "sandbox", {"name": "s2", "image": IMAGE, "command": FOREVER})
+def test_exec_timeout_kills_inside_the_sandbox(inventory, daemon, no_leaks_in_host) -> None:
+    module(inventory, "sandbox", {"name": "s2", "image": IMAGE, "command": FOREVER, **daemon})
     try:
         out = module(
             inventory,
             "sandbox_exec",
-            {"name": "s2", "cmd": "sleep 4242 & sleep 4243", "timeout": 2},
+            {"name": "s2", "cmd": "sleep 4242 & sleep 4243", "timeout": 2, **daemon},
         )
         assert out["failed"] and out["timed_out"] and out["rc"] is None, out
-        ps = module(inventory, "sandbox_exec", {"name": "s2", "argv": ["ps", "-o", "stat,args"]})
+        ps = module(
+            inventory, "sandbox_exec", {"name": "s2", "argv": ["ps", "-o", "stat,args"], **daemon}
+        )
         live = [
             line
             for line in ps["stdout"].splitlines()
@@ -100,13 +121,15 @@ def test_exec_timeout_kills_inside_the_sandbox(inventory, no_leaks_in_host) -> N
         ]
         assert live == [], ps["stdout"]
     finally:
-        module(inventory, "sandbox", {"name": "s2", "state": "absent"})
+        module(inventory, "sandbox", {"name": "s2", "state": "absent", **daemon})
 
 
-def test_one_shot_runs_in_gvisor_out_of_sight_of_the_host(inventory, no_leaks_in_host) -> None:
+def test_one_shot_runs_in_gvisor_out_of_sight_of_the_host(
+    inventory, daemon, no_leaks_in_host
+) -> None:
     nonce = "31337"
     out = module(inventory, "sandbox_exec", {
-        "image": IMAGE, "cmd": f"sleep {nonce} & ps -o args; uname -r",
+        "image": IMAGE, "cmd": f"sleep {nonce} & ps -o args; uname -r", **daemon,
     })  # fmt: skip
     assert out["rc"] == 0 and f"sleep {nonce}" in out["stdout"]
     assert out["stdout"].strip().splitlines()[-1] != host_sh("uname -r").strip()
@@ -130,35 +153,47 @@ def test_one_shot_runs_in_gvisor_out_of_sight_of_the_host(inventory, no_leaks_in
         ({"docker_socket": "/var/run/docker.sock"}, "through a symlink"),
     ],
 )
-def test_bad_input_fails_clearly_and_leaves_nothing(inventory, no_leaks_in_host, args, message):
-    out = module(inventory, "sandbox", {"name": "bad", "image": IMAGE, "command": FOREVER, **args})
+def test_bad_input_fails_clearly_and_leaves_nothing(
+    inventory, daemon, no_leaks_in_host, args, message
+):
+    spec = {"name": "bad", "image": IMAGE, "command": FOREVER, **daemon, **args}
+    out = module(inventory, "sandbox", spec)
     assert out["failed"] and message in out["msg"], out
 
 
-def test_reap_removes_only_expired_fortress_sandboxes(inventory, no_leaks_in_host) -> None:
-    module(inventory, "sandbox", {"name": "old", "image": IMAGE, "command": FOREVER, "ttl": 1})
-    module(inventory, "sandbox", {"name": "young", "image": IMAGE, "command": FOREVER, "ttl": 3600})
-    host_sh(f"docker run -d --name not-ours {IMAGE} sleep 600")
+def test_reap_removes_only_expired_fortress_sandboxes(inventory, daemon, no_leaks_in_host) -> None:
+    docker = docker_cli(daemon)
+    module(
+        inventory,
+        "sandbox",
+        {"name": "old", "image": IMAGE, "command": FOREVER, "ttl": 1, **daemon},
+    )
+    module(
+        inventory,
+        "sandbox",
+        {"name": "young", "image": IMAGE, "command": FOREVER, "ttl": 3600, **daemon},
+    )
+    host_sh(f"{docker} run -d --name not-ours {IMAGE} sleep 600")
     try:
         host_sh("sleep 2")
-        would = module(inventory, "sandbox_reap", {}, check=True)
+        would = module(inventory, "sandbox_reap", {**daemon}, check=True)
         assert would["reaped"] == ["old"]
-        info = module(inventory, "sandbox_info", {})
+        info = module(inventory, "sandbox_info", {**daemon})
         assert {s["name"]: s["expired"] for s in info["sandboxes"]} == {"old": True, "young": False}
-        reaped = module(inventory, "sandbox_reap", {})
+        reaped = module(inventory, "sandbox_reap", {**daemon})
         assert reaped["reaped"] == ["old"]
-        names = host_sh("docker ps -a --format '{{.Names}}'").split()
+        names = host_sh(f"{docker} ps -a --format '{{{{.Names}}}}'").split()
         assert "young" in names and "not-ours" in names and "old" not in names
     finally:
-        module(inventory, "sandbox", {"name": "young", "state": "absent"})
-        host_sh("docker rm -f not-ours")
+        module(inventory, "sandbox", {"name": "young", "state": "absent", **daemon})
+        host_sh(f"{docker} rm -f not-ours")
 
 
 PARALLEL = """
 import sys, concurrent.futures
 sys.path.insert(0, "/usr/local/lib/fortress")
 from sandbox import Sandboxes, SandboxSpec
-boxes = Sandboxes()
+boxes = Sandboxes(socket_path=sys.argv[1])
 def one(i):
     r = boxes.task(SandboxSpec(image="fortress/smoke:busybox", owner="par"), ["echo", str(i)])
     return r.rc == 0 and r.stdout.strip() == str(i)
@@ -167,8 +202,11 @@ with concurrent.futures.ThreadPoolExecutor(20) as pool:
 """
 
 
-def test_twenty_parallel_one_shots_all_succeed_and_leave_nothing(inventory, no_leaks_in_host):
-    done = client().containers.get(HOST).exec_run(["python3", "-c", PARALLEL])
+def test_twenty_parallel_one_shots_all_succeed_and_leave_nothing(
+    inventory, daemon, no_leaks_in_host
+):
+    sock = daemon.get("docker_socket", "/run/docker.sock")
+    done = client().containers.get(HOST).exec_run(["python3", "-c", PARALLEL, sock])
     assert done.exit_code == 0 and done.output.decode().strip() == "20", done.output.decode()
 
 

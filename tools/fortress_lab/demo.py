@@ -83,12 +83,19 @@ def main(inventory: Path) -> int:
     return 0 if converge.rc == 0 and proof.rc == 0 else 1
 
 
+def _outer(proof: dict[str, Any]) -> str:
+    if not proof.get("outer"):
+        return "-" if not proof else "none"
+    return f"{proof['outer']} ({proof['outer_runtime']}, {proof['outer_capabilities']} caps)"
+
+
 def print_summary(converge: Outcome, proof: Outcome) -> None:
     head = (
         "host",
         "ok",
         "changed",
         "failed",
+        "outer (runtime, caps)",
         "runtime",
         "in gVisor",
         "kernel inside",
@@ -105,6 +112,7 @@ def print_summary(converge: Outcome, proof: Outcome) -> None:
                 str(s.get("ok", 0)),
                 str(s.get("changed", 0)),
                 str(failed),
+                _outer(p),
                 str(p.get("runtime", "-")),
                 "yes" if p.get("runsc_sandbox_process") else "no",
                 str(p.get("sandbox_kernel", "-")),
@@ -123,5 +131,6 @@ def print_summary(converge: Outcome, proof: Outcome) -> None:
     print(
         f"converge {converge.seconds:.0f} s, prove {proof.seconds:.0f} s; "
         "'in gVisor' is checked from the host side: Docker's runtime for the container and a "
-        "live runsc-sandbox process carrying its ID."
+        "live runsc-sandbox process carrying its ID. With an outer container the task went "
+        "through its host-side socket: the double sandbox."
     )

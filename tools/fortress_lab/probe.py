@@ -67,35 +67,73 @@ def veth_interfaces() -> list[str]:
 
 def docker_cgroups(root: str = "/sys/fs/cgroup") -> list[str]:
     """Cgroup directories named after Docker container ids (cgroupfs and systemd drivers)."""
+    patterns = [
+        f"{root}/*/docker/*",
+        f"{root}/*/docker/*/*",  # sandboxes nested under an outer container (cgroup v1)
+        f"{root}/system.slice/docker-*.scope/docker/*",  # ... and on cgroup v2
+    ]
     found = [
         d
-        for d in glob.glob(f"{root}/*/docker/*")
+        for pattern in patterns
+        for d in glob.glob(pattern)
         if _HEX_ID.fullmatch(os.path.basename(d)) and os.path.isdir(d)
     ]
     found += glob.glob(f"{root}/*/system.slice/docker-*.scope")
     return found
 
 
+# Host-side sockets of the outer containers' inner daemons (outer_sandbox role).
+OUTER_SOCKETS = "/run/fortress/outer/*/docker.sock"
+
+
 def docker_objects() -> dict[str, list[str]]:
-    """Containers, volumes and networks of the local dockerd through its CLI (empty without one)."""
-    commands = {
-        "containers": ["docker", "ps", "-aq", "--no-trunc"],
-        "volumes": ["docker", "volume", "ls", "-q"],
-        "networks": ["docker", "network", "ls", "-q", "--no-trunc"],
-    }
+    """Containers, volumes and networks of the local dockerd through its CLI (empty without one),
+    and of every outer container's inner daemon (items prefixed with the instance name)."""
     if not shutil.which("docker"):
-        return {key: [] for key in commands}
+        return {"containers": [], "volumes": [], "networks": []}
+    result = _docker_objects(["docker"])
+    for sock in sorted(glob.glob(OUTER_SOCKETS)):
+        tenant = sock.split("/")[-2]
+        for key, items in _docker_objects(["docker", "-H", f"unix://{sock}"]).items():
+            result[key] += [f"{tenant}:{item}" for item in items]
+    return result
+
+
+def _docker_objects(docker: list[str]) -> dict[str, list[str]]:
+    commands = {
+        "containers": ["ps", "-aq", "--no-trunc"],
+        "volumes": ["volume", "ls", "-q"],
+        "networks": ["network", "ls", "-q", "--no-trunc"],
+    }
     result = {}
     for key, argv in commands.items():
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = subprocess.run([*docker, *argv], capture_output=True, text=True, check=False)
         result[key] = done.stdout.split() if done.returncode == 0 else []
     return result
+
+
+def outer_mounts() -> list[str]:
+    """Mount points inside each running outer container (its inner dockerd's mounts)."""
+    found = []
+    for sock in sorted(glob.glob(OUTER_SOCKETS)):
+        tenant = sock.split("/")[-2]
+        done = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}}", f"fortress-outer-{tenant}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        pid = done.stdout.strip()
+        if done.returncode == 0 and pid not in ("", "0"):
+            try:
+                found += [f"{tenant}:{m}" for m in mount_points(f"/proc/{pid}/mountinfo")]
+            except OSError:
+                pass  # the outer stopped meanwhile
+    return found
 
 
 def system_state() -> dict[str, list[str]]:
     """Everything the leak check looks at that is not a Docker API object."""
     return {
-        "mounts": mount_points(),
+        "mounts": mount_points() + (outer_mounts() if shutil.which("docker") else []),
         "runsc": runsc_processes(),
         "qemu": qemu_processes(),
         "veths": veth_interfaces(),

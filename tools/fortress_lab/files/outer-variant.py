@@ -108,7 +108,9 @@ def main() -> int:
             result["detail"] = logs.strip().splitlines()[-1:] if logs.strip() else ""
             return report(result)
         result["stage"] = "load image"
-        docker.from_env().images.build(fileobj=io.BytesIO(LAYERS_DOCKERFILE), tag=LAYERS_IMAGE)
+        docker.from_env().images.build(
+            fileobj=io.BytesIO(LAYERS_DOCKERFILE), tag=LAYERS_IMAGE, rm=True, forcerm=True
+        )
         for chunk in inner.load_image(b"".join(api.get_image(LAYERS_IMAGE))) or []:
             if isinstance(chunk, dict) and chunk.get("error"):
                 raise RuntimeError(f"docker load failed: {chunk['error']}")

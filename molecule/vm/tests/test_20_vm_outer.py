@@ -1,0 +1,70 @@
+"""The outer layer on a VM lab host: its AppArmor profile loaded and enforced, the escape
+routes it must close denied to root in the outer container (with a control in which the same
+probe succeeds), cgroup v2 nesting, and gVisor's own network stack inside the outer."""
+
+from __future__ import annotations
+
+import json
+
+OUTER = "fortress-outer-default"
+INNER = "docker -H unix:///run/fortress/outer/default/docker.sock"
+# CVE-2022-0492's first step: a cgroup v1 hierarchy of one's own (a named one needs no
+# controller, so it works on a cgroup v2 host too), whose root has a release_agent; then
+# open that release_agent for writing (and close it: never write).
+MOUNT_PROBE = (
+    "mkdir -p /tmp/cg && mount -t cgroup -o none,name=fortress-probe cgroup /tmp/cg"
+    " && exec 3>>/tmp/cg/release_agent && exec 3>&- && echo OPENED; umount /tmp/cg 2>/dev/null"
+)
+# The profile's release_agent rule, on a path root may otherwise write.
+WRITE_PROBE = "mkdir -p /tmp/x && : > /tmp/x/release_agent && echo WROTE"
+
+
+def _outer_pid(host) -> int:
+    return int(host.check_output(f"docker inspect -f '{{{{.State.Pid}}}}' {OUTER}"))
+
+
+def test_outer_apparmor_profile_is_enforced_and_denies_the_escape_routes(host) -> None:
+    status = json.loads(host.check_output("aa-status --json"))
+    assert status["profiles"].get("fortress-outer") == "enforce", status["profiles"]
+    assert host.check_output(f"docker inspect -f '{{{{.AppArmorProfile}}}}' {OUTER}") == (
+        "fortress-outer"
+    )
+    attr = host.file(f"/proc/{_outer_pid(host)}/attr/current").content_string.strip("\x00\n ")
+    assert attr == "fortress-outer (enforce)"
+    # Root in the outer container, as if gVisor had been escaped.
+    mount = host.run(f"docker exec {OUTER} sh -c '{MOUNT_PROBE}'")
+    assert "OPENED" not in mount.stdout and "ermission denied" in mount.stderr, mount
+    write = host.run(f"docker exec {OUTER} sh -c '{WRITE_PROBE}'")
+    assert "WROTE" not in write.stdout and "ermission denied" in write.stderr, write
+
+
+def test_control_without_the_profile_the_same_probes_succeed(host) -> None:
+    """The same image, capabilities and seccomp profile, AppArmor unconfined: the probes go
+    through, so the denials above are the profile's doing."""
+    info = json.loads(host.check_output(f"docker inspect {OUTER}"))[0]["HostConfig"]
+    caps = " ".join(f"--cap-add {c}" for c in info["CapAdd"])
+    seccomp = "/etc/fortress/outer/seccomp.json"
+    weak = (
+        f"docker run --rm --cap-drop ALL {caps} --security-opt seccomp={seccomp}"
+        " --security-opt apparmor=unconfined --network none --entrypoint sh fortress/outer:lab -c"
+    )
+    assert "OPENED" in host.check_output(f"{weak} '{MOUNT_PROBE}'")
+    assert "WROTE" in host.check_output(f"{weak} '{WRITE_PROBE}'")
+
+
+def test_sandboxes_nest_in_the_outer_cgroup_v2_and_use_gvisors_network_stack(host) -> None:
+    cid = host.check_output(f"{INNER} run -d --network none fortress/smoke:busybox sleep 60")
+    try:
+        runtime = host.check_output(f"{INNER} inspect -f '{{{{.HostConfig.Runtime}}}}' {cid}")
+        assert runtime == "runsc"
+        procs = [p for p in host.check_output("pgrep -af ^runsc-sandbox").splitlines() if cid in p]
+        assert len(procs) == 1, procs
+        assert "--network=sandbox" in procs[0]
+        pid = int(procs[0].split()[0])
+        outer_cg = host.file(f"/proc/{_outer_pid(host)}/cgroup").content_string.split("::")[1]
+        sandbox_cg = host.file(f"/proc/{pid}/cgroup").content_string.split("::")[1]
+        # The outer's processes sit in its "init" leaf; its cgroup is that leaf's parent.
+        outer_root = outer_cg.strip().removesuffix("/init")
+        assert sandbox_cg.strip().startswith(outer_root + "/"), (outer_cg, sandbox_cg)
+    finally:
+        host.run(f"{INNER} rm -f {cid}")

@@ -1,0 +1,103 @@
+"""Pure pieces of the outer_sandbox role: the rendered AppArmor profile compiles, the
+instance expansion, and the seccomp profile is Docker's default plus exactly our rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLE = ROOT / "roles" / "outer_sandbox"
+
+
+def _filter():
+    spec = importlib.util.spec_from_file_location(
+        "fortress_filter_outer_instances", ROOT / "plugins/filter/outer_instances.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.outer_instances
+
+
+outer_instances = _filter()
+DEFAULTS = {"state": "started", "memory": "2g", "network": "fortress-outer-{name}"}
+
+
+def _render(tmp_path: Path, template: str, **extra_vars: object) -> Path:
+    """Render a role template with Ansible's own template module (as the role does)."""
+    dest = tmp_path / template
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(extra_vars),
+         "-m", "ansible.builtin.template",
+         "-a", f"src={ROLE / 'templates' / template} dest={dest}"],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return dest
+
+
+def test_apparmor_profile_compiles(tmp_path: Path) -> None:
+    parser = shutil.which("apparmor_parser")
+    assert parser, "apparmor_parser is missing: `make bootstrap` installs the apparmor package"
+    profile = _render(tmp_path, "apparmor-outer.j2", outer_sandbox_apparmor_profile="fortress-t")
+    text = profile.read_text()
+    assert "profile fortress-t " in text
+    for rule in ("deny mount fstype=cgroup,", "deny /**/release_agent w,",
+                 "deny @{PROC}/sys/kernel/core_pattern w,"):  # fmt: skip
+        assert rule in text
+    done = subprocess.run([parser, "-Q", "-K", str(profile)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # The check can fail: a broken rule is refused.
+    broken = tmp_path / "broken"
+    broken.write_text(text.replace("deny mount fstype=cgroup,", "deny mount fstype=cgroup"))
+    assert subprocess.run([parser, "-Q", "-K", str(broken)], capture_output=True).returncode != 0
+
+
+def test_instances_expand_names_and_defaults() -> None:
+    got = outer_instances(
+        [{"name": "team-a"}, {"name": "team-b", "memory": "1g", "network": None}],
+        DEFAULTS, "/etc/fortress/outer/", "/run/fortress/outer",
+    )  # fmt: skip
+    assert got[0] == {
+        "name": "team-a", "state": "started", "memory": "2g",
+        "network": "fortress-outer-team-a", "container": "fortress-outer-team-a",
+        "volume": "fortress-outer-team-a-docker", "config_dir": "/etc/fortress/outer/team-a",
+        "socket_dir": "/run/fortress/outer/team-a",
+        "socket": "/run/fortress/outer/team-a/docker.sock",
+    }  # fmt: skip
+    assert got[1]["memory"] == "1g" and got[1]["network"] is None
+
+
+@pytest.mark.parametrize(
+    ("items", "phrase"),
+    [
+        ([{"name": "Team A"}], "'Team A' is not a valid instance name"),
+        ([{"name": "../x"}], "not a valid instance name"),
+        ([{}], "None is not a valid instance name"),
+        ([{"name": "a"}, {"name": "a"}], "'a' is used twice"),
+    ],
+)
+def test_bad_instances_are_refused_in_one_sentence(items, phrase) -> None:
+    with pytest.raises(AnsibleFilterError, match=phrase.replace("(", r"\(")):
+        outer_instances(items, DEFAULTS, "/etc/fortress/outer", "/run/fortress/outer")
+
+
+def test_vendored_seccomp_profile_is_dockers_default() -> None:
+    profile = json.loads((ROLE / "files/seccomp-docker-default.json").read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    allowed = {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW"
+               and not rule.get("includes") for n in rule["names"]}  # fmt: skip
+    # What Docker's default denies and the outer must not get by default.
+    assert not {"pivot_root", "keyctl", "init_module", "kexec_load", "open_by_handle_at"} & allowed
+    assert {"read", "write", "openat", "execve"} <= allowed
