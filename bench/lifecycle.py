@@ -5,6 +5,9 @@ In one run, on one lab host converged by site.yml, median and p95 of:
   (b) the Python API's ephemeral task (create, exec, destroy, with host-side runsc check)
   (c) the Python API's exec in an existing sandbox
   (d) one fortress.agents.sandbox_exec one-shot through ansible-playbook
+and, where the host runs an outer container (outer_sandbox role), the double sandbox:
+  (e) bare `docker run --rm` through the outer's host-side socket
+  (f) the Python API's ephemeral task through that socket
 printed as absolute times and ratios to (a), and saved as JSON in bench/results/.
 
     PYTHONPATH=tools .venv/bin/python bench/lifecycle.py --inventory inventories/lab/hosts.yml \

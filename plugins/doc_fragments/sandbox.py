@@ -12,11 +12,18 @@ options:
     description:
       - The Docker daemon to use, as the path of its unix socket on the managed host (for
         example an outer container's host-side socket).
-      - It must be a socket owned by root and not be reached through a symlink; anything
-        else is refused, so a compromised outer container cannot redirect the module to
-        another daemon.
+      - It must be a socket owned by O(docker_socket_owner) (root by default) and not be
+        reached through a symlink; anything else is refused, so a compromised outer
+        container cannot redirect the module to another daemon.
     type: path
     default: /run/docker.sock
+  docker_socket_owner:
+    description:
+      - The uid that must own O(docker_socket). C(0) (root) everywhere except for an outer
+        container in the outer_sandbox role's C(userns) mode, whose daemon creates its socket
+        as its own root, an unprivileged host uid (the role prints it; usually 100000).
+    type: int
+    default: 0
   workspace_root:
     description:
       - Mount sources must lie below this directory (never sockets, never system paths).

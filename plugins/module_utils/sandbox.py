@@ -74,6 +74,7 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Argument spec of the options in the sandbox doc fragment, shared by every module.
 COMMON_ARGS: dict[str, dict[str, Any]] = {
     "docker_socket": {"type": "path", "default": DEFAULT_SOCKET},
+    "docker_socket_owner": {"type": "int", "default": 0},
     "workspace_root": {"type": "path", "default": DEFAULT_WORKSPACE_ROOT},
     "audit_log": {"type": "path", "default": DEFAULT_AUDIT_LOG},
 }
@@ -83,6 +84,7 @@ def from_module_params(params: dict[str, Any]) -> Sandboxes:
     """The adapter for an Ansible module's common options."""
     return Sandboxes(
         socket_path=params["docker_socket"],
+        socket_owner=params["docker_socket_owner"],
         workspace_root=params["workspace_root"],
         audit_log=params["audit_log"] or None,
     )
@@ -152,8 +154,11 @@ class ExecResult:
     timed_out: bool = False
 
 
-def check_socket(path: str) -> None:
-    """Refuse a daemon socket a compromised outer container could have redirected."""
+def check_socket(path: str, owner: int = 0) -> None:
+    """Refuse a daemon socket a compromised outer container could have redirected.
+
+    owner: the uid that must own it: root, or for an outer container in userns mode the host
+    uid its root maps to (that daemon creates the socket as its own root)."""
     if os.path.realpath(path) != os.path.abspath(path):
         raise SandboxError(
             f"the Docker socket {path} is reached through a symlink: give its real path."
@@ -164,10 +169,11 @@ def check_socket(path: str) -> None:
         raise SandboxError(f"no Docker socket at {path}: is that daemon running?") from exc
     if not stat.S_ISSOCK(st.st_mode):
         raise SandboxError(f"{path} is not a socket: give the path of a Docker daemon's socket.")
-    if st.st_uid != 0:
+    if st.st_uid != owner:
+        expected = "root" if owner == 0 else f"uid {owner}"
         raise SandboxError(
-            f"the Docker socket {path} is owned by uid {st.st_uid}, not root: refusing a socket "
-            "another user (or a compromised container) could have put there."
+            f"the Docker socket {path} is owned by uid {st.st_uid}, not {expected}: refusing a "
+            "socket another user (or a compromised container) could have put there."
         )
 
 
@@ -275,6 +281,7 @@ class Sandboxes:
         workspace_root: str = DEFAULT_WORKSPACE_ROOT,
         audit_log: str | None = DEFAULT_AUDIT_LOG,
         check: bool = True,
+        socket_owner: int = 0,
     ) -> None:
         if not HAS_DOCKER:
             raise SandboxError(
@@ -282,7 +289,7 @@ class Sandboxes:
                 "install python3-docker."
             )
         if check:
-            check_socket(socket_path)
+            check_socket(socket_path, socket_owner)
         self.socket_path = socket_path
         self.workspace_root = workspace_root
         self.audit = AuditLog(audit_log)

@@ -101,3 +101,36 @@ def test_vendored_seccomp_profile_is_dockers_default() -> None:
     # What Docker's default denies and the outer must not get by default.
     assert not {"pivot_root", "keyctl", "init_module", "kexec_load", "open_by_handle_at"} & allowed
     assert {"read", "write", "openat", "execve"} <= allowed
+
+
+def _inner_runtimes():
+    spec = importlib.util.spec_from_file_location(
+        "fortress_filter_inner_runtimes", ROOT / "plugins/filter/inner_runtimes.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.inner_runtimes
+
+
+def test_inner_runtimes_keep_the_hosts_flags_in_order_and_append_once() -> None:
+    inner_runtimes = _inner_runtimes()
+    host = {
+        "runsc-nonet": {"path": "/usr/local/bin/runsc", "runtimeArgs": ["--platform=systrap",
+                                                                         "--network=none"]},
+        "runsc": {"path": "/usr/local/bin/runsc", "runtimeArgs": ["--platform=systrap",
+                                                                   "--ignore-cgroups",
+                                                                   "--network=host"]},
+    }  # fmt: skip
+    got = inner_runtimes(host, "/usr/bin/runsc", ["--ignore-cgroups"])
+    assert list(got) == ["runsc", "runsc-nonet"]
+    assert got["runsc"] == {
+        "path": "/usr/bin/runsc",
+        "runtimeArgs": ["--platform=systrap", "--network=host", "--ignore-cgroups"],
+    }
+    # Same input, same output: the rendered daemon.json does not change between runs.
+    assert inner_runtimes(host, "/usr/bin/runsc", ["--ignore-cgroups"]) == got
+    assert inner_runtimes(host, "/usr/bin/runsc")["runsc-nonet"]["runtimeArgs"] == [
+        "--platform=systrap",
+        "--network=none",
+    ]

@@ -86,7 +86,7 @@ def main(inventory: Path) -> int:
 def _outer(proof: dict[str, Any]) -> str:
     if not proof.get("outer"):
         return "-" if not proof else "none"
-    return f"{proof['outer']} ({proof['outer_runtime']}, {proof['outer_capabilities']} caps)"
+    return f"{proof['outer']}[{proof['outer_runtime']},{proof['outer_capabilities']}]"
 
 
 def print_summary(converge: Outcome, proof: Outcome) -> None:
@@ -95,7 +95,7 @@ def print_summary(converge: Outcome, proof: Outcome) -> None:
         "ok",
         "changed",
         "failed",
-        "outer (runtime, caps)",
+        "outer[runtime,caps]",
         "runtime",
         "in gVisor",
         "kernel inside",

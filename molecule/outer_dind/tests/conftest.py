@@ -19,6 +19,7 @@ ROLE_DEFAULTS = yaml.safe_load((REPO / "roles/outer_sandbox/defaults/main.yml").
 HOST_VARS = yaml.safe_load((SCENARIO / "host_vars" / f"{PLATFORM}.yml").read_text())
 TENANTS = [i["name"] for i in HOST_VARS["outer_sandbox_instances"]]
 VARIANT = REPO / "tools/fortress_lab/files/outer-variant.py"
+USERNS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"][1]["name"]
 
 
 @pytest.fixture(scope="session")

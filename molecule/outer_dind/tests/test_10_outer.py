@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO, ROLE_DEFAULTS, inner, inspect, socket
+from conftest import PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
+
+# The dind host; test_50_userns.py covers the userns one.
+testinfra_hosts = [f"ansible://{PLATFORM}"]
 
 # Linux capability numbers (linux/capability.h), to decode /proc/<pid>/status.
 CAPS = [

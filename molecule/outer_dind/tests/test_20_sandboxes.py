@@ -9,6 +9,9 @@ import json
 import pytest
 from conftest import PLATFORM, inner, inspect
 
+# The dind host; test_50_userns.py covers the userns one.
+testinfra_hosts = [f"ansible://{PLATFORM}"]
+
 
 @contextlib.contextmanager
 def sandbox(host, tenant: str, *args: str):

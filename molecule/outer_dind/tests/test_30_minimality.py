@@ -10,6 +10,9 @@ import json
 import pytest
 from conftest import PLATFORM, ROLE_DEFAULTS
 
+# The dind host; test_50_userns.py covers the userns one.
+testinfra_hosts = [f"ansible://{PLATFORM}"]
+
 CASES = [("cap", c) for c in ROLE_DEFAULTS["outer_sandbox_capabilities"]] + [
     ("syscall", s) for s in ROLE_DEFAULTS["outer_sandbox_seccomp_extra_syscalls"]
 ]

@@ -4,9 +4,12 @@ keep running untouched. The refusal without a second wall is one of them."""
 from __future__ import annotations
 
 import pytest
-from conftest import TENANTS, inspect
+from conftest import PLATFORM, TENANTS, inspect
 
 from fortress_lab.playbook import run_playbook
+
+# The dind host; test_50_userns.py covers the userns one.
+testinfra_hosts = [f"ansible://{PLATFORM}"]
 
 BAD_INPUT = {
     "no second wall and no acknowledgement": (
