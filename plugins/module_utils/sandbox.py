@@ -21,6 +21,7 @@ removed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -177,21 +178,30 @@ def check_socket(path: str, owner: int = 0) -> None:
         )
 
 
-def check_mount(mount: Mount, workspace_root: str) -> Mount:
-    """Only directories or files below the workspace root, never sockets or system paths."""
+def host_path_in_workspace(
+    path: str, workspace_root: str, must_exist: bool = True, what: str = "host path"
+) -> str:
+    """The real path of `path` if it lies strictly below the workspace root (symlinks
+    resolved first, so none leads out) and is not a socket; SandboxError otherwise."""
     root = os.path.realpath(workspace_root)
-    source = os.path.realpath(mount.source)
-    if os.path.commonpath([root, source]) != root or source == root:
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root or real == root:
         raise SandboxError(
-            f"mount source {mount.source} is outside the workspace root {workspace_root}: "
+            f"{what} {path} is outside the workspace root {workspace_root}: "
             "put workspaces below it."
         )
-    if not os.path.exists(source):
-        raise SandboxError(
-            f"mount source {mount.source} does not exist: create the workspace first."
-        )
-    if stat.S_ISSOCK(os.stat(source).st_mode):
-        raise SandboxError(f"mount source {mount.source} is a socket: sockets are never mounted.")
+    if must_exist and not os.path.exists(real):
+        raise SandboxError(f"{what} {path} does not exist: create the workspace first.")
+    if not must_exist and not os.path.isdir(os.path.dirname(real)):
+        raise SandboxError(f"the directory of {what} {path} does not exist: create it first.")
+    if os.path.exists(real) and stat.S_ISSOCK(os.stat(real).st_mode):
+        raise SandboxError(f"{what} {path} is a socket: sockets are never used.")
+    return real
+
+
+def check_mount(mount: Mount, workspace_root: str) -> Mount:
+    """Only directories or files below the workspace root, never sockets or system paths."""
+    source = host_path_in_workspace(mount.source, workspace_root, what="mount source")
     target = posixpath.normpath(mount.target)
     if not posixpath.isabs(target) or any(
         target == p or (p != "/" and target.startswith(p + "/")) for p in NOT_A_TARGET
@@ -490,14 +500,22 @@ class Sandboxes:
             raise SandboxError(f"could not write {path} in {name}: {result.stderr.strip()}")
 
     def get_file(self, name: str, path: str, max_size: int = 64 * 1024 * 1024) -> bytes:
-        """Stream a file out of the sandbox through the sandbox itself."""
+        """Stream a file out of the sandbox through the sandbox itself, base64-encoded on the
+        way (binary-safe; the image needs base64, as busybox and coreutils have)."""
         path = safe_path(path)
-        result = self.exec(name, ["/bin/cat", "--", path], max_output=max_size)
+        argv = ["/bin/sh", "-c", 'base64 < "$1"', "sh", path]
+        result = self.exec(name, argv, max_output=max_size * 4 // 3 + 4096)
         if result.rc != 0:
             raise SandboxError(f"could not read {path} in {name}: {result.stderr.strip()}")
         if result.truncated:
             raise SandboxError(f"{path} in {name} is larger than {max_size} bytes.")
-        return result.stdout.encode(errors="surrogateescape")
+        return base64.b64decode("".join(result.stdout.split()))
+
+    def file_sha256(self, name: str, path: str) -> str | None:
+        """sha256 of a file in the sandbox (None if it does not exist or cannot be read)."""
+        path = safe_path(path)
+        result = self.exec(name, ["/bin/sh", "-c", 'sha256sum < "$1"', "sh", path])
+        return result.stdout.split()[0] if result.rc == 0 and result.stdout.strip() else None
 
     # --- listing and reaping --------------------------------------------------------------
 

@@ -218,3 +218,76 @@ def test_a_dead_daemon_gets_one_clear_sentence(inventory, no_leaks_in_host) -> N
         assert out["failed"] and "does not answer" in out["msg"], out
     finally:
         host_sh("rm -f /run/dead.sock")
+
+
+WS = "/var/lib/fortress/workspaces/copytest"
+
+
+def test_files_stream_in_and_out_under_runsc_and_traversal_is_refused(
+    inventory, daemon, no_leaks_in_host
+) -> None:
+    host_sh(f"mkdir -p {WS} && head -c 3000 /dev/urandom > {WS}/in.bin")
+    module(inventory, "sandbox", {"name": "s3", "image": IMAGE, "command": FOREVER, **daemon})
+    try:
+        # In: a binary file from the workspace, then a secret as content onto the /tmp tmpfs.
+        args = {"name": "s3", "src": f"{WS}/in.bin", "dest": "/tmp/in.bin", **daemon}
+        first = module(inventory, "sandbox_copy", args)
+        host_sum = host_sh(f"sha256sum {WS}/in.bin").split()[0]
+        assert first["changed"] and first["sha256"] == host_sum, first
+        inside = module(inventory, "sandbox_exec", {"name": "s3", "cmd": "sha256sum /tmp/in.bin",
+                                                    **daemon})  # fmt: skip
+        assert inside["stdout"].split()[0] == host_sum
+        assert not module(inventory, "sandbox_copy", args)["changed"]  # idempotent
+        secret = {"name": "s3", "content": "s3cr3t-token", "dest": "/tmp/token", "mode": "0400"}
+        check = module(inventory, "sandbox_copy", {**secret, **daemon}, check=True)
+        assert check["changed"]
+        assert module(inventory, "sandbox_copy", {**secret, **daemon})["changed"]
+        mode = module(inventory, "sandbox_exec", {"name": "s3", "cmd": "stat -c %a /tmp/token",
+                                                  **daemon})  # fmt: skip
+        assert mode["stdout"].strip() == "400"
+        # Out: a file the sandbox wrote (it lives in gVisor's memory overlay, not on the host).
+        module(inventory, "sandbox_exec", {
+            "name": "s3", "cmd": "head -c 2000 /dev/urandom > /tmp/out.bin", **daemon,
+        })  # fmt: skip
+        want = module(inventory, "sandbox_exec", {"name": "s3", "cmd": "sha256sum /tmp/out.bin",
+                                                  **daemon})["stdout"].split()[0]  # fmt: skip
+        out = module(inventory, "sandbox_copy", {
+            "name": "s3", "direction": "out", "src": "/tmp/out.bin", "dest": f"{WS}/out.bin",
+            **daemon,
+        })  # fmt: skip
+        assert out["changed"] and out["sha256"] == want
+        assert host_sh(f"sha256sum {WS}/out.bin").split()[0] == want
+        if not daemon:  # the host daemon's layer for this container has no trace of it
+            upper = host_sh("docker inspect -f '{{.GraphDriver.Data.UpperDir}}' s3").strip()
+            assert host_sh(f"find {upper} -name out.bin") == ""
+        # Refused, each in one sentence: traversal in the sandbox, host paths outside.
+        for bad, message in [
+            ({"content": "x", "dest": "/tmp/../etc/passwd"}, "must not contain '..'"),
+            ({"src": "/etc/shadow", "dest": "/tmp/shadow"}, "outside the workspace root"),
+            ({"direction": "out", "src": "/etc/hostname", "dest": "/root/stolen"},
+             "outside the workspace root"),
+        ]:  # fmt: skip
+            refused = module(inventory, "sandbox_copy", {"name": "s3", **bad, **daemon})
+            assert refused["failed"] and message in refused["msg"], refused
+    finally:
+        module(inventory, "sandbox", {"name": "s3", "state": "absent", **daemon})
+        host_sh(f"rm -rf {WS}")
+
+
+def test_a_name_taken_by_another_container_and_a_one_shot_timeout_leave_nothing(
+    inventory, daemon, no_leaks_in_host
+) -> None:
+    docker = docker_cli(daemon)
+    host_sh(f"{docker} run -d --name taken {IMAGE} sleep 600")
+    try:
+        out = module(inventory, "sandbox", {"name": "taken", "image": IMAGE, **daemon})
+        assert out["failed"] and "was not created by Fortress: pick another name" in out["msg"]
+    finally:
+        host_sh(f"{docker} rm -f taken")
+    # A one-shot that times out is killed and its sandbox destroyed all the same.
+    timed_out = module(inventory, "sandbox_exec", {
+        "image": IMAGE, "cmd": "sleep 600", "timeout": 2, "owner": "timeout-test", **daemon,
+    })  # fmt: skip
+    assert timed_out["failed"] and timed_out["timed_out"], timed_out
+    left = module(inventory, "sandbox_info", {"owner": "timeout-test", **daemon})
+    assert left["sandboxes"] == []

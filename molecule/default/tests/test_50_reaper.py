@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+OUTER = "/run/fortress/outer/default/docker.sock"
 CREATE_EXPIRING = (
     "python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/fortress'); "
     "from sandbox import Sandboxes, SandboxSpec; "
-    "Sandboxes().create(SandboxSpec(image='fortress/smoke:busybox', name='reap-me', ttl=1, "
-    "command=['sleep', '1000']))\""
+    "Sandboxes(socket_path=sys.argv[1]).create(SandboxSpec(image='fortress/smoke:busybox', "
+    "name='reap-me', ttl=1, command=['sleep', '1000']))\""
 )
 
 
@@ -16,14 +17,19 @@ def test_reaper_timer_is_enabled_and_active(host) -> None:
 
 
 def test_reaper_destroys_expired_sandboxes_and_nothing_else(host) -> None:
-    host.check_output(CREATE_EXPIRING)
+    # One expired sandbox on the host's dockerd and one in the outer container's daemon.
+    host.check_output(f"{CREATE_EXPIRING} /run/docker.sock")
+    host.check_output(f"{CREATE_EXPIRING} {OUTER}")
     host.check_output("docker run -d --name not-ours fortress/smoke:busybox sleep 1000")
     try:
         host.check_output("sleep 2 && systemctl start fortress-reap.service")
         names = host.check_output("docker ps -a --format '{{.Names}}'").split()
         assert "reap-me" not in names
         assert "not-ours" in names  # containers Fortress did not create are never touched
+        inner = host.check_output(f"docker -H unix://{OUTER} ps -a --format '{{{{.Names}}}}'")
+        assert "reap-me" not in inner.split()
         log = host.file("/var/log/fortress/sandbox-audit.log").content_string
-        assert '"event": "reap", "sandbox": "reap-me"' in log
+        assert log.count('"event": "reap", "sandbox": "reap-me"') >= 2
     finally:
         host.run("docker rm -f reap-me not-ours")
+        host.run(f"docker -H unix://{OUTER} rm -f reap-me")
