@@ -15,7 +15,7 @@ STAGE     := scripts/stage.sh
 REPORTS   := $(ROOT)/.cache/reports
 N         ?= 2
 KIND      ?= container
-SCENARIOS ?= default vm
+SCENARIOS ?= default outer_dind vm
 
 .PHONY: help bootstrap images lab-up lab-down converge check demo lint unit integration \
         molecule sanity build test test-clean test-sysbox
@@ -57,7 +57,7 @@ unit: ## Unit tests (pure logic)
 integration: ## Integration tests against the local engine and lab hosts
 	@$(BIN)/pytest -q tests/integration --junitxml=$(REPORTS)/integration.xml
 
-molecule: ## Molecule scenarios (SCENARIOS="default vm": container lab hosts, then a VM)
+molecule: ## Molecule scenarios (SCENARIOS="default outer_dind vm": container lab hosts, the outer layer, then a VM)
 	@for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
 
 test-sysbox: ## Sysbox CE on a fresh VM lab host; needs FORTRESS_SYSBOX_DEB=/path/to/sysbox-ce.deb (not part of `make test`)
@@ -73,9 +73,9 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	@rm -rf $(REPORTS) .cache/timings.tsv; mkdir -p $(REPORTS)
 	@$(STAGE) bootstrap 600 bash scripts/bootstrap.sh \
 	 && $(STAGE) lint 300 $(MAKE) --no-print-directory lint \
-	 && $(STAGE) unit 60 $(MAKE) --no-print-directory unit \
+	 && $(STAGE) unit 120 $(MAKE) --no-print-directory unit \
 	 && $(STAGE) build-sanity 600 $(MAKE) --no-print-directory sanity \
 	 && $(STAGE) images 900 $(LAB) images --kind all \
-	 && $(STAGE) integration 600 $(MAKE) --no-print-directory integration \
-	 && $(STAGE) molecule 1500 $(MAKE) --no-print-directory molecule; \
+	 && $(STAGE) integration 900 $(MAKE) --no-print-directory integration \
+	 && $(STAGE) molecule 2100 $(MAKE) --no-print-directory molecule; \
 	 rc=$$?; $(STAGE) --summary; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from fortress_lab import vm
 from fortress_lab.common import REPO_ROOT
 from fortress_lab.playbook import PlaybookRun, run_playbook
-from fortress_lab.pytest_plugin import run_cli
+from fortress_lab.pytest_plugin import run_cli, start_vm_lab
 
 pytestmark = pytest.mark.lab
 
@@ -93,17 +92,9 @@ def _dockerd_pid(port: int, key: Path) -> str:
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SysboxHost]:
     deb = _deb()
-    done = run_cli("down", "--lab", LAB)  # leftovers of an interrupted run
-    assert done.returncode == 0, done.stderr
     inventory = tmp_path_factory.mktemp("sysbox-lab") / "hosts.yml"
-    done = run_cli(
-        "up", "--kind", "vm", "--lab", LAB, "--platforms-json", PLATFORMS,
-        "--inventory", str(inventory),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    hostvars = start_vm_lab(LAB, PLATFORMS, inventory, HOST)
     try:
-        group = yaml.safe_load(inventory.read_text())["all"]["children"]["agent_hosts"]
-        hostvars = group["hosts"][HOST]
         port, key = int(hostvars["ansible_port"]), Path(hostvars["ansible_private_key_file"])
         without = run_playbook(
             inventory, playbook=PLAYBOOK, extra_vars=HOST_VARS, timeout=CONVERGE_TIMEOUT

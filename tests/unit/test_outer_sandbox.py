@@ -3,7 +3,6 @@ instance expansion, and the seccomp profile is Docker's default plus exactly our
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,22 +12,18 @@ from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from test_filters import _load as load_filter_module
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "outer_sandbox"
 
 
-def _filter():
-    spec = importlib.util.spec_from_file_location(
-        "fortress_filter_outer_instances", ROOT / "plugins/filter/outer_instances.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.outer_instances
+def _filter(name: str):
+    """A filter function of plugins/filter/<name>.py, loaded without Ansible's loader."""
+    return getattr(load_filter_module(name), name)
 
 
-outer_instances = _filter()
+outer_instances = _filter("outer_instances")
 DEFAULTS = {"state": "started", "memory": "2g", "network": "fortress-outer-{name}"}
 
 
@@ -103,18 +98,8 @@ def test_vendored_seccomp_profile_is_dockers_default() -> None:
     assert {"read", "write", "openat", "execve"} <= allowed
 
 
-def _inner_runtimes():
-    spec = importlib.util.spec_from_file_location(
-        "fortress_filter_inner_runtimes", ROOT / "plugins/filter/inner_runtimes.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.inner_runtimes
-
-
 def test_inner_runtimes_keep_the_hosts_flags_in_order_and_append_once() -> None:
-    inner_runtimes = _inner_runtimes()
+    inner_runtimes = _filter("inner_runtimes")
     host = {
         "runsc-nonet": {"path": "/usr/local/bin/runsc", "runtimeArgs": ["--platform=systrap",
                                                                          "--network=none"]},

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,25 @@ class PlaybookRun:
 
     def failure_text(self, host: str) -> str:
         return "\n".join(self.failed.get(host, []))
+
+
+def assert_refused_before_any_change(
+    inventory: str | Path,
+    host: str,
+    extra_vars: dict[str, Any],
+    phrases: Sequence[str],
+    fingerprint: Callable[[], object],
+    case: str = "",
+) -> None:
+    """site.yml on `host` with bad `extra_vars` must fail, its failure must say each of
+    `phrases`, and `fingerprint()` (what the run must not change) must be as before."""
+    before = fingerprint()
+    run = run_playbook(inventory, limit=host, extra_vars=extra_vars)
+    assert run.rc != 0, f"{case}: the playbook succeeded"
+    text = run.failure_text(host) or run.failure_text("*")
+    for phrase in phrases:
+        assert phrase in text, f"{case}: {phrase!r} not in the failure: {text[:1500]}"
+    assert fingerprint() == before, f"{case}: the failed run changed the host"
 
 
 def run_playbook(

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -50,6 +51,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     others first."""
     last = [item for item in items if item.get_closest_marker("vm_lab_last")]
     items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture(scope="session")
+def inventory() -> str:
+    """The inventory of a Molecule scenario's verify step (tests elsewhere define their own)."""
+    path = os.environ.get("MOLECULE_INVENTORY_FILE")
+    assert path, "run these tests through `molecule verify`: MOLECULE_INVENTORY_FILE is not set"
+    return path
 
 
 @pytest.fixture
@@ -121,21 +130,28 @@ class VmLabHost:
 
 
 @pytest.fixture(scope="session")
-def vm_lab_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmLabHost]:
-    """One Debian 12 VM lab host for the whole session (booted once: about 30-60 s under
-    software emulation), on QEMU's restricted network: nothing leaves the VM but the SSH
-    forward. Taken down when the session ends."""
-    done = run_cli("down", "--lab", VM_LAB)  # leftovers of an interrupted run
+def start_vm_lab(lab: str, platforms_json: str, inventory: Path, host: str) -> dict[str, Any]:
+    """Take down leftovers of lab `lab`, boot its VM lab hosts, write the inventory; return
+    the inventory variables of `host` (its SSH port and key)."""
+    done = run_cli("down", "--lab", lab)  # leftovers of an interrupted run
     assert done.returncode == 0, done.stderr
-    before = snapshot()
-    inventory = tmp_path_factory.mktemp("vm-lab") / "hosts.yml"
     done = run_cli(
-        "up", "--kind", "vm", "--lab", VM_LAB, "--platforms-json", VM_PLATFORMS,
+        "up", "--kind", "vm", "--lab", lab, "--platforms-json", platforms_json,
         "--inventory", str(inventory),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     hosts = yaml.safe_load(inventory.read_text())["all"]["children"]["agent_hosts"]["hosts"]
-    hostvars = hosts[VM_HOST]
+    return hosts[host]
+
+
+@pytest.fixture(scope="session")
+def vm_lab_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmLabHost]:
+    """One Debian 12 VM lab host for the whole session (booted once: about 30-60 s under
+    software emulation), on QEMU's restricted network: nothing leaves the VM but the SSH
+    forward. Taken down when the session ends."""
+    before = snapshot()
+    inventory = tmp_path_factory.mktemp("vm-lab") / "hosts.yml"
+    hostvars = start_vm_lab(VM_LAB, VM_PLATFORMS, inventory, VM_HOST)
     try:
         yield VmLabHost(
             lab=VM_LAB,

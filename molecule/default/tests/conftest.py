@@ -16,13 +16,6 @@ PLATFORMS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"]
 
 
 @pytest.fixture(scope="session")
-def inventory() -> str:
-    path = os.environ.get("MOLECULE_INVENTORY_FILE")
-    assert path, "run these tests through `molecule verify`: MOLECULE_INVENTORY_FILE is not set"
-    return path
-
-
-@pytest.fixture(scope="session")
 def debian12() -> str:
     """The Debian 12 platform: the host that drift and bad-input tests change."""
     return next(p["name"] for p in PLATFORMS if p["image"] == "debian12")

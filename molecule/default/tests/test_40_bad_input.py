@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fortress_lab.playbook import run_playbook
+from fortress_lab.playbook import assert_refused_before_any_change, run_playbook
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 URL_RUNSC = "/usr/local/bin/runsc"
@@ -69,13 +69,9 @@ BAD_INPUT = {
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input_fails_clearly_before_any_change(case, inventory, debian12, debian12_host):
     extra_vars, phrases = BAD_INPUT[case]
-    before = _fingerprint(debian12_host)
-    run = run_playbook(inventory, limit=debian12, extra_vars=extra_vars)
-    assert run.rc != 0, f"{case}: the playbook succeeded"
-    text = run.failure_text(debian12) or run.failure_text("*")
-    for phrase in phrases:
-        assert phrase in text, f"{case}: {phrase!r} not in the failure: {text[:1500]}"
-    assert _fingerprint(debian12_host) == before, f"{case}: the failed run changed the host"
+    assert_refused_before_any_change(
+        inventory, debian12, extra_vars, phrases, lambda: _fingerprint(debian12_host), case
+    )
 
 
 def test_checksum_mismatch_refuses_the_download(inventory, debian12, debian12_host, file_server):

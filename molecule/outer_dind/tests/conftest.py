@@ -23,13 +23,6 @@ USERNS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"][1]
 
 
 @pytest.fixture(scope="session")
-def inventory() -> str:
-    path = os.environ.get("MOLECULE_INVENTORY_FILE")
-    assert path, "run these tests through `molecule verify`: MOLECULE_INVENTORY_FILE is not set"
-    return path
-
-
-@pytest.fixture(scope="session")
 def platform() -> str:
     return PLATFORM
 
