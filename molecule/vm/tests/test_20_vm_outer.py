@@ -5,8 +5,17 @@ probe succeeds), cgroup v2 nesting, and gVisor's own network stack inside the ou
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
+import yaml
 
 OUTER = "fortress-outer-default"
+ROLE_CAPS = set(
+    yaml.safe_load(
+        (Path(__file__).resolve().parents[3] / "roles/outer_sandbox/defaults/main.yml").read_text()
+    )["outer_sandbox_capabilities"]
+)
 INNER = "docker -H unix:///run/fortress/outer/default/docker.sock"
 # CVE-2022-0492's first step: a cgroup v1 hierarchy of one's own (a named one needs no
 # controller, so it works on a cgroup v2 host too), whose root has a release_agent; then
@@ -68,3 +77,32 @@ def test_sandboxes_nest_in_the_outer_cgroup_v2_and_use_gvisors_network_stack(hos
         assert sandbox_cg.strip().startswith(outer_root + "/"), (outer_cg, sandbox_cg)
     finally:
         host.run(f"{INNER} rm -f {cid}")
+
+
+# The capabilities runsc needs on this kernel (6.1) to map ids into its gofer's user
+# namespace; molecule/outer_dind shows the others needed on container lab hosts.
+VARIANT = Path(__file__).resolve().parents[3] / "tools/fortress_lab/files/outer-variant.py"
+ON_THE_VM = ["SETUID", "SETGID", "SETFCAP"]
+
+
+@pytest.fixture(scope="module")
+def variant_script(host) -> str:
+    host.ansible("copy", f"src={VARIANT} dest=/root/outer-variant.py mode=0755", check=False)
+    return "/root/outer-variant.py"
+
+
+def _variant(host, script: str, kind: str, item: str = "") -> dict:
+    out = host.check_output(f"python3 {script} {OUTER} {kind} {item}")
+    return json.loads(out.splitlines()[-1])
+
+
+def test_control_an_exact_copy_of_the_outer_runs_the_double_sandbox(host, variant_script):
+    result = _variant(host, variant_script, "none")
+    assert result["ok"], result
+
+
+@pytest.mark.parametrize("cap", ON_THE_VM)
+def test_without_it_runsc_cannot_start_here(host, variant_script, cap) -> None:
+    assert ROLE_CAPS >= set(ON_THE_VM)
+    result = _variant(host, variant_script, "cap", cap)
+    assert not result["ok"], f"the outer works without {cap} here: it is not needed ({result})"

@@ -16,9 +16,11 @@ if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
     mount -o remount,rw /sys/fs/cgroup
   fi
   mkdir -p /sys/fs/cgroup/init
-  while read -r pid; do
-    echo "$pid" >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || :
-  done </sys/fs/cgroup/cgroup.procs
+  # Read the whole list first: moving processes while reading cgroup.procs skips some.
+  pids=$(cat /sys/fs/cgroup/cgroup.procs)
+  for pid in $pids; do
+    echo "$pid" >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || : # gone meanwhile (cat)
+  done
   sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers \
     >/sys/fs/cgroup/cgroup.subtree_control
   echo "fortress-outer-init: cgroup v2, sandboxes nest under this container's cgroup" >&2
