@@ -48,8 +48,8 @@ def test_apparmor_profile_compiles(tmp_path: Path) -> None:
     profile = _render(tmp_path, "apparmor-outer.j2", outer_sandbox_apparmor_profile="fortress-t")
     text = profile.read_text()
     assert "profile fortress-t " in text
-    for rule in ("deny mount fstype=cgroup,", "deny /**/release_agent w,",
-                 "deny @{PROC}/sys/kernel/core_pattern w,"):  # fmt: skip
+    for rule in ("audit deny mount fstype=cgroup,", "audit deny /**/release_agent w,",
+                 "audit deny @{PROC}/sys/kernel/core_pattern w,"):  # fmt: skip
         assert rule in text
     done = subprocess.run([parser, "-Q", "-K", str(profile)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
