@@ -89,6 +89,7 @@ class ContainerBackend(LabBackend):
     def down(self, lab: str) -> None:
         for container in self._containers(lab):
             say("lab", f"removing {container.name}")
+            self._remove_nested(container)
             container.remove(force=True)
         for volume in client().volumes.list(filters={"label": f"{LABEL_LAB}={lab}"}):
             volume.remove(force=True)
@@ -148,6 +149,22 @@ class ContainerBackend(LabBackend):
                     f"{what} already exists on this dockerd and is not part of lab {lab!r}: "
                     "remove it or choose another host name."
                 )
+
+    # Sandboxes in each outer container first (runsc removes their cgroups), then every
+    # container of the lab host's dockerd: killed with the host, they would leave their
+    # cgroup directories behind on this machine (lab hosts share its cgroup hierarchy).
+    _REMOVE_NESTED = (
+        'for s in /run/fortress/outer/*/docker.sock; do [ -S "$s" ] || continue;'
+        ' docker -H "unix://$s" ps -aq | xargs -r docker -H "unix://$s" rm -f; done;'
+        " docker ps -aq | xargs -r docker rm -f"
+    )
+
+    def _remove_nested(self, container: Container) -> None:
+        if container.status != "running":
+            return
+        code, out = self._exec(container, ["sh", "-c", self._REMOVE_NESTED])
+        if code != 0:
+            say("lab", f"WARNING: emptying {container.name} before removal: {tail(out, 3)}")
 
     def _remove_host(self, name: str) -> None:
         """Remove the container `name` and its volume, whichever exist (container first)."""

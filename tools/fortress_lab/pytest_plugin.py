@@ -129,7 +129,6 @@ class VmLabHost:
         return done.stdout.strip()
 
 
-@pytest.fixture(scope="session")
 def start_vm_lab(lab: str, platforms_json: str, inventory: Path, host: str) -> dict[str, Any]:
     """Take down leftovers of lab `lab`, boot its VM lab hosts, write the inventory; return
     the inventory variables of `host` (its SSH port and key)."""
