@@ -154,7 +154,8 @@ class ContainerBackend(LabBackend):
     # container of the lab host's dockerd: killed with the host, they would leave their
     # cgroup directories behind on this machine (lab hosts share its cgroup hierarchy).
     _REMOVE_NESTED = (
-        'for s in /run/fortress/outer/*/docker.sock; do [ -S "$s" ] || continue;'
+        "command -v docker >/dev/null || exit 0;"
+        ' for s in /run/fortress/outer/*/docker.sock; do [ -S "$s" ] || continue;'
         ' docker -H "unix://$s" ps -aq | xargs -r docker -H "unix://$s" rm -f; done;'
         " docker ps -aq | xargs -r docker rm -f"
     )
