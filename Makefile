@@ -54,8 +54,8 @@ lint: ## ansible-lint (production profile), yamllint, ruff, shellcheck
 unit: ## Unit tests (pure logic)
 	@$(BIN)/pytest -q tests/unit --junitxml=$(REPORTS)/unit.xml
 
-integration: ## Integration tests against the local engine and lab hosts
-	@$(BIN)/pytest -q tests/integration --junitxml=$(REPORTS)/integration.xml
+integration: ## Integration tests and the adversarial suite (tests/security) against the local engine and lab hosts
+	@$(BIN)/pytest -q tests/integration tests/security --junitxml=$(REPORTS)/integration.xml
 
 molecule: ## Molecule scenarios (SCENARIOS="default outer_dind vm": container lab hosts, the outer layer, then a VM)
 	@for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done

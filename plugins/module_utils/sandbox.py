@@ -219,6 +219,22 @@ def safe_path(path: str) -> str:
     return posixpath.normpath(path)
 
 
+def safe_workdir(path: str | None) -> str | None:
+    """A working directory outside the kernel's pseudo-filesystems. A /proc/self/fd/N
+    working directory is the CVE-2024-21626 escape (a leaked host fd); refused before any
+    runtime sees it."""
+    if path is None:
+        return None
+    clean = safe_path(path)
+    if clean.lstrip("/").split("/")[0] in ("proc", "sys", "dev"):
+        raise SandboxError(
+            f"workdir {path!r} is under /proc, /sys or /dev, where a working directory can "
+            "reach outside the sandbox (CVE-2024-21626): pick a directory of the image or a "
+            "mount."
+        )
+    return clean
+
+
 def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
     """Host PIDs of runsc-sandbox processes whose command line carries container_id."""
     found = []
@@ -418,7 +434,7 @@ class Sandboxes:
         began = time.monotonic()
         exec_id = api.exec_create(
             container.id, wrapped, stdin=stdin is not None, environment=env or None,
-            workdir=workdir, user=user or "",
+            workdir=safe_workdir(workdir), user=user or "",
         )["Id"]  # fmt: skip
         sock = api.exec_start(exec_id, socket=True)
         raw: socket.socket = getattr(sock, "_sock", sock)
@@ -571,7 +587,7 @@ class Sandboxes:
         }  # fmt: skip
         return {
             "name": spec.name, "command": spec.command, "environment": spec.env or None,
-            "working_dir": spec.workdir, "user": spec.user, "runtime": spec.runtime,
+            "working_dir": safe_workdir(spec.workdir), "user": spec.user, "runtime": spec.runtime,
             "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
             "read_only": spec.read_only, "network_mode": network,
             "tmpfs": {"/tmp": f"size={tmpfs},mode=1777"},

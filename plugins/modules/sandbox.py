@@ -53,7 +53,10 @@ options:
     type: dict
     default: {}
   workdir:
-    description: Working directory.
+    description:
+      - Working directory, an absolute path.
+      - Refused under C(/proc), C(/sys) and C(/dev), where a working directory can reach
+        outside the sandbox (CVE-2024-21626).
     type: str
   user:
     description: User (and group) the processes run as.

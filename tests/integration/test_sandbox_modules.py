@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 
 from fortress_lab import leakcheck
-from fortress_lab.common import REPO_ROOT, client
+from fortress_lab.common import client
 from fortress_lab.playbook import run_playbook
-from fortress_lab.pytest_plugin import run_cli as cli
 
-LAB = "pytest-sandbox"
-HOST = "fortress-pytest-sandbox-1"
+HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
 IMAGE = "fortress/smoke:busybox"
 FOREVER = ["/bin/sh", "-c", "sleep 2147483647"]
 OUTER_SOCKET = "/run/fortress/outer/default/docker.sock"
@@ -43,20 +41,8 @@ def docker_cli(daemon: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    workdir = tmp_path_factory.mktemp("sandbox-lab")
-    (workdir / "group_vars").symlink_to(REPO_ROOT / "inventories/lab/group_vars")
-    inv = workdir / "hosts.yml"
-    up = cli(
-        "up", "--lab", LAB, "--count", "1", "--image-cycle", "debian12", "--inventory", str(inv)
-    )
-    assert up.returncode == 0, up.stderr
-    try:
-        converge = run_playbook(inv)  # site.yml: also installs the library for host-side use
-        assert converge.rc == 0, converge.output[-3000:]
-        yield inv
-    finally:
-        assert cli("down", "--lab", LAB).returncode == 0
+def inventory(sandbox_lab: Path) -> Path:
+    return sandbox_lab
 
 
 def module(inventory: Path, name: str, args: dict[str, Any], **kw: Any) -> dict[str, Any]:

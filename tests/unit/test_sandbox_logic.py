@@ -35,6 +35,17 @@ def test_paths_with_dotdot_or_relative_are_refused() -> None:
             sb.safe_path(bad)
 
 
+def test_workdirs_in_kernel_pseudo_filesystems_are_refused() -> None:
+    assert sb.safe_workdir(None) is None
+    assert sb.safe_workdir("/workspace/./src") == "/workspace/src"
+    assert sb.safe_workdir("/procfs") == "/procfs"
+    for bad in ("/proc/self/fd/7", "/proc", "/sys/fs/cgroup", "/dev/shm", "//proc/1/cwd"):
+        with pytest.raises(sb.SandboxError, match="CVE-2024-21626"):
+            sb.safe_workdir(bad)
+    with pytest.raises(sb.SandboxError, match="must be absolute"):
+        sb.safe_workdir("../proc/self/fd/7")
+
+
 def test_mounts_only_below_the_workspace_root(tmp_path: Path) -> None:
     root = tmp_path / "workspaces"
     (root / "job1").mkdir(parents=True)

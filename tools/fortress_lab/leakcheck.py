@@ -33,7 +33,7 @@ class Snapshot:
     volumes: frozenset[str]  # volume names
     networks: frozenset[str]  # network ids
     mounts: frozenset[str]  # mount points (/proc/self/mountinfo)
-    runsc: frozenset[str]  # "PID ARGV0" of runsc* processes
+    runsc: frozenset[str]  # "PID ARGV0" of runsc* processes and containerd shims
     qemu: frozenset[str]  # "PID ARGV0 -name NAME" of QEMU processes (VM lab hosts)
     veths: frozenset[str]  # veth interface names
     cgroups: frozenset[str]  # cgroup directories named after container ids

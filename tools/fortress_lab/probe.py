@@ -42,8 +42,10 @@ def processes(prefix: str) -> list[tuple[int, list[str]]]:
 
 
 def runsc_processes() -> list[str]:
-    """'PID ARGV0' of every process whose argv[0] basename starts with runsc."""
-    return [f"{pid} {argv[0]}" for pid, argv in processes("runsc")]
+    """'PID ARGV0' of every runsc* process and every containerd shim (a shim outliving its
+    container is a leak too: a runsc start failure leaves one behind on Docker 20.10)."""
+    found = processes("runsc") + processes("containerd-shim")
+    return [f"{pid} {argv[0]}" for pid, argv in found]
 
 
 def qemu_processes() -> list[str]:

@@ -1,13 +1,21 @@
-"""Sum up the JUnit XML reports of a `make test` run.
+"""Sum up the JUnit XML reports of a `make test` run, and hold the threat model to them.
 
 Prints one row per report and a closing 'N passed, N failed, N skipped' line. A run with a
 failure, an error, a skipped test or no test at all is not a pass: exit status 1.
+
+docs/threat-model.md names the tests that prove each mitigation, as `path.py::test_name` or
+`path.py::test_name[param]` (the pytest node ID without the lab-host suffix testinfra adds).
+Every test it names must have run and passed in this run's reports, or the run fails.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+THREAT_MODEL = Path(__file__).resolve().parents[2] / "docs" / "threat-model.md"
+_REFERENCE = re.compile(r"`((?:tests|molecule)/[\w/]+\.py)::(\w+)(\[[^\]`]+\])?`")
 
 
 def count(path: Path) -> dict[str, int]:
@@ -20,7 +28,42 @@ def count(path: Path) -> dict[str, int]:
     return totals
 
 
-def main(directory: Path) -> int:
+def outcomes(reports: list[Path]) -> dict[tuple[str, str], bool]:
+    """{(classname, test name): passed} of every test case in the reports."""
+    seen: dict[tuple[str, str], bool] = {}
+    for path in reports:
+        for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314
+            failed = any(case.find(tag) is not None for tag in ("failure", "error", "skipped"))
+            seen[(case.get("classname", ""), case.get("name", ""))] = not failed
+    return seen
+
+
+def references(text: str) -> list[tuple[str, str, str]]:
+    """(file, test, [param] or '') of every test the text names."""
+    return [(m[1], m[2], m[3] or "") for m in _REFERENCE.finditer(text)]
+
+
+def unproven(text: str, seen: dict[tuple[str, str], bool]) -> list[str]:
+    """The references in text with no passed test case behind them (a reference without a
+    parameter stands for all its parametrised cases; testinfra appends '-ansible://host')."""
+    missing = []
+    for file, test, param in references(text):
+        classname = file.removesuffix(".py").replace("/", ".")
+        name = test + param
+        open_name = name[:-1] if param else name
+        cases = [
+            ok
+            for (cls, case), ok in seen.items()
+            if cls == classname
+            and (case == name or case.startswith(open_name + ("-" if param else "[")))
+        ]
+        if not cases or not all(cases):
+            why = "did not run" if not cases else "failed"
+            missing.append(f"{file}::{name} ({why})")
+    return missing
+
+
+def main(directory: Path, threat_model: Path = THREAT_MODEL) -> int:
     reports = sorted(directory.glob("*.xml"))
     grand = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     print(f"\n{'REPORT':<28} {'TESTS':>6} {'FAILED':>7} {'SKIPPED':>8}")
@@ -39,4 +82,10 @@ def main(directory: Path) -> int:
     if not grand["tests"]:
         print(f"no test reports in {directory}: nothing was proven.")
     print(f"{passed} passed, {failed} failed, {grand['skipped']} skipped")
-    return 0 if grand["tests"] and not failed and not grand["skipped"] else 1
+    text = threat_model.read_text()
+    missing = unproven(text, outcomes(reports))
+    print(f"{threat_model.name}: {len(references(text))} named tests, {len(missing)} unproven")
+    for line in missing:
+        print(f"  not proven by this run: {line}")
+    ok = grand["tests"] and not failed and not grand["skipped"] and not missing
+    return 0 if ok else 1

@@ -1,0 +1,416 @@
+"""The adversarial probes of docs/threat-model.md, against any place a process can run.
+
+One implementation of each probe (files/probes.sh, plus the host-side probes below), several
+places to run it:
+
+- `Sandboxed`: a sandbox made by the Fortress lifecycle library (plugins/module_utils/
+  sandbox.py, the code the modules run), as root or as its default non-root user;
+- `Weak`: the control, a deliberately weak container (plain runc, extra capabilities, no
+  seccomp, unmasked /proc) on the same lab host, which must show each weakness the probe
+  looks for: a probe whose control stays green proves nothing;
+- `OuterRoot`: root inside the outer container, as if gVisor had been escaped.
+
+A lab host is reached from this machine through /proc/<pid>/root of its container, so the
+library talks to the lab host's sockets exactly as it would on the host itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import docker
+import docker.errors
+
+from fortress_lab.common import REPO_ROOT, client
+
+SCRIPT = (Path(__file__).parent / "files" / "probes.sh").read_text()
+IMAGE = "fortress/smoke:busybox"
+OPEN, CLOSED, NA = "OPEN", "closed", "na"
+# Deliberately weak: root, runc, the capabilities an attacker wants, no seccomp filter,
+# /proc unmasked and /proc/sys writable, the host's PID namespace, a default network.
+WEAK_CAPS = ["SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "MKNOD"]
+WEAK_SECURITY = [
+    "seccomp=unconfined", "systempaths=unconfined", "apparmor=unconfined",
+    "no-new-privileges=false",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    threat: str  # the row of docs/threat-model.md it belongs to
+    what: str
+    # Inside gVisor the object is the Sentry's own (its /proc, its device implementations):
+    # OPEN there reaches nothing of the host's, provided the kernel probe shows gVisor.
+    sentry: bool = False
+
+
+# Probes in files/probes.sh, in its order; then the probes run from the host side.
+PROBES: tuple[Probe, ...] = (
+    Probe("kernel", "kernel", "syscalls reach the host kernel (uname inside = host's)"),
+    Probe("dangerous_caps", "kernel", "effective SYS_ADMIN/MODULE/PTRACE/RAWIO/MKNOD/..."),
+    Probe("bounding_set", "kernel", "those capabilities in the bounding set"),
+    Probe("no_new_privs", "kernel", "setuid binaries can raise privileges (NoNewPrivs 0)"),
+    Probe("mount_tmpfs", "kernel", "mount(2) works"),
+    Probe("unshare_mount_ns", "kernel", "unshare(CLONE_NEWNS) works"),
+    Probe("cgroup_release_agent", "escape", "a writable cgroup v1 release_agent (CVE-2022-0492)"),
+    Probe("core_pattern", "escape", "/proc/sys/kernel/core_pattern opens for writing"),
+    Probe("modprobe", "escape", "/proc/sys/kernel/modprobe opens for writing"),
+    Probe("binfmt_misc", "escape", "binfmt_misc register opens for writing (or mounts)"),
+    Probe("uevent_helper", "escape", "/sys/kernel/uevent_helper opens for writing"),
+    Probe("sysrq_trigger", "escape", "/proc/sysrq-trigger opens for writing", sentry=True),
+    Probe("proc_sys_write", "escape", "/proc/sys/vm/drop_caches opens for writing"),
+    Probe("sys_remount_rw", "escape", "/sys can be made writable"),
+    Probe("mknod_char", "devices", "mknod of a character device and opening it", sentry=True),
+    Probe("mknod_block", "devices", "mknod of a block device", sentry=True),
+    Probe("kcore", "kernel-info", "/proc/kcore reads kernel memory"),
+    Probe("kallsyms", "kernel-info", "/proc/kallsyms shows kernel addresses"),
+    Probe("timer_list", "kernel-info", "/proc/timer_list shows the host's timers"),
+    Probe("mountinfo_host_paths", "host-paths", "host storage paths in mountinfo"),
+    Probe("socket_mounts", "docker-socket", "a socket bind-mounted in"),
+    Probe("inner_docker_socket", "docker-socket", "the inner daemon's socket is reachable"),
+    Probe("host_docker_socket", "docker-socket", "a host Docker/containerd socket is reachable"),
+    Probe("ptrace_outside", "cross-sandbox", "ptrace access to a process outside"),
+    Probe("host_processes_visible", "cross-sandbox", "processes outside are visible"),
+    Probe("network_interfaces", "exfiltration", "a network interface besides loopback"),
+    Probe("rootfs_writable", "persistence", "the root filesystem takes new files"),
+    Probe("runtime_identity", "kernel", "host side: the runtime is runsc, with its sandbox"),
+    Probe("cve_2024_21626_workdir", "escape", "a leaked host fd as working directory"),
+    Probe("sandbox_network", "cross-sandbox", "one sandbox's HTTP server answers another"),
+    Probe("sandbox_ipc", "cross-sandbox", "one sandbox's shared memory is seen by another"),
+    Probe("sandbox_pids", "cross-sandbox", "one sandbox's processes are seen by another"),
+    Probe("sandbox_files", "cross-sandbox", "one sandbox's files are seen by another"),
+    Probe("persistence", "persistence", "a file outlives the sandbox that wrote it"),
+)
+SCRIPT_PROBES = tuple(p.name for p in PROBES[:27])
+BY_NAME = {p.name: p for p in PROBES}
+
+
+def parse(output: str) -> dict[str, tuple[str, str]]:
+    """{probe: (OPEN|closed|na, detail)} from the script's output lines."""
+    seen: dict[str, tuple[str, str]] = {}
+    for line in output.splitlines():
+        name, _, rest = line.partition(" ")
+        verdict, _, detail = rest.partition(" ")
+        if name in BY_NAME and verdict in (OPEN, CLOSED, NA):
+            seen[name] = (verdict, detail)
+    return seen
+
+
+def load_library() -> ModuleType:
+    """plugins/module_utils/sandbox.py, the lifecycle library the modules run."""
+    path = REPO_ROOT / "plugins" / "module_utils" / "sandbox.py"
+    spec = importlib.util.spec_from_file_location("fortress_sandbox", path)
+    assert spec and spec.loader
+    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    if spec.name not in sys.modules:
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class LabHost:
+    """A container lab host, reached through its /proc/<pid>/root."""
+
+    name: str
+    outer: str = "default"
+    container: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.container = client().containers.get(self.name)
+
+    @property
+    def root(self) -> str:
+        self.container.reload()
+        return f"/proc/{self.container.attrs['State']['Pid']}/root"
+
+    def sh(self, command: str) -> str:
+        done = self.container.exec_run(["sh", "-c", command])
+        return done.output.decode(errors="replace").strip()
+
+    @property
+    def kernel(self) -> str:
+        return self.sh("uname -r")
+
+    def docker(self) -> docker.DockerClient:
+        """The lab host's own dockerd (where the weak control runs)."""
+        return docker.DockerClient(base_url=f"unix://{self.root}/run/docker.sock", timeout=120)
+
+    def sandboxes(self) -> Any:
+        """The lifecycle library on the outer container's inner daemon (the double sandbox)."""
+        lib = load_library()
+        sock = f"{self.root}/run/fortress/outer/{self.outer}/docker.sock"
+        # check=False: /proc/<pid>/root is a magic link, which the library's socket check
+        # (no symlinks, root-owned) rightly refuses; that check has tests of its own.
+        return lib.Sandboxes(socket_path=sock, audit_log=None, check=False)
+
+    def outer_container(self) -> Any:
+        return self.container.client.containers.get(f"fortress-outer-{self.outer}")
+
+    def outer_exec(self, argv: list[str], env: dict[str, str] | None = None) -> str:
+        """Run argv as root in the outer container (through the lab host's dockerd)."""
+        outer = self.docker().containers.get(f"fortress-outer-{self.outer}")
+        done = outer.exec_run(argv, environment=env, user="0")
+        return done.output.decode(errors="replace")
+
+
+def unique(what: str) -> str:
+    return f"fortress-probe-{what}-{uuid.uuid4().hex[:8]}"
+
+
+# --- where the script runs ------------------------------------------------------------------
+
+
+def sandbox_env(host: LabHost) -> dict[str, str]:
+    return {"HOST_KERNEL": host.kernel}
+
+
+@contextmanager
+def sandboxed(host: LabHost, user: str | None = None, **spec: Any) -> Iterator[tuple[Any, str]]:
+    """A running sandbox made by the library through the outer's socket (removed after)."""
+    lib = load_library()
+    boxes = host.sandboxes()
+    name = unique("sbx")
+    forever = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+    options = {"user": user} if user else {}
+    container = boxes.create(
+        lib.SandboxSpec(image=IMAGE, name=name, command=forever, owner="probes", **options, **spec)
+    )
+    try:
+        yield boxes, container.name
+    finally:
+        boxes.remove(name)
+
+
+def run_sandboxed(host: LabHost, user: str | None = None) -> str:
+    with sandboxed(host, user) as (boxes, name):
+        result = boxes.exec(name, ["/bin/sh", "-c", SCRIPT], env=sandbox_env(host), timeout=120)
+        return result.stdout + result.stderr
+
+
+def weak_options(*extra: str) -> list[str]:
+    """`docker run` options of the weak control (the CLI: the SDK has no systempaths)."""
+    options = ["--runtime", "runc", "--user", "0", "--pid", "host"]
+    options += [f"--cap-add={cap}" for cap in WEAK_CAPS]
+    options += [f"--security-opt={opt}" for opt in WEAK_SECURITY]
+    return [*options, *extra]
+
+
+def run_weak(host: LabHost, *extra: str) -> str:
+    """The script in the weak control container on the lab host's dockerd. The lab host's
+    Docker socket is mounted where the inner daemon's socket lives in the outer and where the
+    host's lives: the weakness the socket probes look for."""
+    argv = [
+        "docker", "run", "--rm", *weak_options(*extra), "-e", f"HOST_KERNEL={host.kernel}",
+        "-v", "/run/docker.sock:/run/fortress/docker.sock",
+        "-v", "/run/docker.sock:/var/run/docker.sock", IMAGE, "/bin/sh", "-c", SCRIPT,
+    ]  # fmt: skip
+    return host.sh(shlex.join(argv))
+
+
+def run_outer_root(host: LabHost) -> str:
+    """The script as root in the outer container: the second wall, gVisor assumed fallen."""
+    env = {
+        "HOST_KERNEL": "",  # the outer shares the host kernel by design; not a finding here
+        "OUTSIDE": "systemd systemd-journal systemd-logind",  # the lab host's processes
+        "INNER_SOCKET": "/nonexistent",  # the outer owns the inner socket
+    }
+    return host.outer_exec(["/bin/sh", "-c", SCRIPT], env)
+
+
+# --- host-side probes -----------------------------------------------------------------------
+
+
+def runtime_identity(host: LabHost) -> dict[str, Any]:
+    """Ours: a library sandbox, seen from the host: runtime and its runsc-sandbox process.
+    Control: a runc container on the lab host, seen the same way."""
+    lib = load_library()
+    with sandboxed(host) as (boxes, name):
+        ours = boxes.client.containers.get(name)
+        seen = {
+            "runtime": ours.attrs["HostConfig"]["Runtime"],
+            "sandbox_process": bool(lib.runsc_sandbox_pids(ours.id)),
+        }
+    engine = host.docker()
+    cid = host.sh(shlex.join(["docker", "run", "-d", *weak_options(), IMAGE, "sleep", "60"]))
+    weak = engine.containers.get(cid)
+    try:
+        control = {
+            "runtime": weak.attrs["HostConfig"]["Runtime"],
+            "sandbox_process": bool(lib.runsc_sandbox_pids(weak.id)),
+        }
+    finally:
+        weak.remove(force=True)
+    return {"ours": seen, "control": control}
+
+
+def cve_2024_21626(host: LabHost) -> dict[str, Any]:
+    """A working directory of /proc/self/fd/N (runc < 1.1.12 leaked a host cgroup fd there).
+    Ours: the library refuses such a working directory before any runtime sees it (gVisor
+    would not resolve a host fd either: runsc fails "failed to find initial working
+    directory"). Control: the lab host's runc, with the evidence that it has the fix."""
+    lib = load_library()
+    refused = []
+    for fd in range(3, 10):
+        try:
+            with sandboxed(host, workdir=f"/proc/self/fd/{fd}"):
+                pass
+        except lib.SandboxError as exc:
+            refused.append("CVE-2024-21626" in str(exc))
+    runc = host.sh("runc --version | head -n 1")
+    patched = host.sh(
+        "zcat /usr/share/doc/runc/changelog.Debian.gz 2>/dev/null | grep -m1 -o CVE-2024-21626"
+    )
+    return {"ours_refused": len(refused) == 7 and all(refused), "control_runc": runc,
+            "control_patched": patched}  # fmt: skip
+
+
+def oci_no_new_privileges(host: LabHost) -> bool:
+    """gVisor's /proc/self/status has no NoNewPrivs line: read the flag from the OCI spec
+    the inner daemon handed runsc for a library sandbox (runsc applies it)."""
+    with sandboxed(host) as (boxes, name):
+        cid = boxes.client.containers.get(name).id
+        bundle = f"/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/{cid}"
+        spec = json.loads(host.outer_exec(["cat", f"{bundle}/config.json"]))
+    return spec["process"].get("noNewPrivileges") is True
+
+
+# Root in the outer container on a lab host without an LSM (container lab hosts): the
+# outcomes docs/threat-model.md documents. OPEN rows are what DinD mode cannot close without
+# AppArmor/SELinux (hence outer_sandbox_acknowledge_no_second_wall); userns and Sysbox modes
+# exist for them. Probes that are meaningless for the outer (kernel, inner socket) are absent.
+OUTER_WITHOUT_LSM = {
+    "dangerous_caps": OPEN,  # SYS_ADMIN and NET_ADMIN: dockerd and runsc need them
+    "bounding_set": OPEN,
+    "no_new_privs": CLOSED,
+    "mount_tmpfs": OPEN,
+    "unshare_mount_ns": OPEN,
+    "cgroup_release_agent": OPEN,  # host cgroup v1 hierarchy, no LSM: CVE-2022-0492 route
+    "core_pattern": CLOSED,
+    "modprobe": NA,
+    "binfmt_misc": OPEN,  # the host's binfmt_misc instance can be mounted
+    "uevent_helper": NA,
+    "sysrq_trigger": NA,
+    "proc_sys_write": CLOSED,
+    "sys_remount_rw": OPEN,
+    "mknod_char": CLOSED,
+    "mknod_block": CLOSED,
+    "kcore": NA,
+    "kallsyms": CLOSED,
+    "timer_list": CLOSED,
+    "mountinfo_host_paths": OPEN,
+    "socket_mounts": CLOSED,
+    "host_docker_socket": CLOSED,
+    "ptrace_outside": CLOSED,
+    "host_processes_visible": CLOSED,
+    "network_interfaces": OPEN,  # its own bridge network (ICC off)
+    "rootfs_writable": OPEN,
+}
+
+
+def _pair(start_a: Any, probe_b: Any) -> str:
+    """Start A, then run B's probe; B's output."""
+    with start_a() as a:
+        time.sleep(0.5)
+        return probe_b(a)
+
+
+SERVE = (
+    "mkdir -p /tmp/www && echo fortress-secret > /tmp/www/index.html && "
+    "echo fortress-ipc > /dev/shm/fortress-ipc && echo fortress-file > /tmp/fortress-file && "
+    "exec httpd -f -p 127.0.0.1:8080 -h /tmp/www"
+)
+LOOK = {
+    "sandbox_network": "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 8080",
+    "sandbox_ipc": "cat /dev/shm/fortress-ipc",
+    "sandbox_pids": "grep -l 'http[d]' /proc/[0-9]*/cmdline",
+    "sandbox_files": "cat /tmp/fortress-file /shared/fortress-file",
+}
+MARK = {
+    "sandbox_network": "fortress-secret",
+    "sandbox_ipc": "fortress-ipc",
+    "sandbox_pids": "cmdline",
+    "sandbox_files": "fortress-file",
+}
+
+
+def sandbox_pairs(host: LabHost) -> dict[str, dict[str, str]]:
+    """Two sandboxes side by side: B looks for A's server, shared memory, processes and
+    files. Ours: two library sandboxes. Control: two weak containers that share the network,
+    IPC and PID namespaces and a volume (what a careless setup gives)."""
+    results: dict[str, dict[str, str]] = {name: {} for name in LOOK}
+    with sandboxed(host) as (boxes, a):
+        boxes.exec(a, ["/bin/sh", "-c", f"({SERVE}) >/dev/null 2>&1 &"], timeout=30)
+        time.sleep(1)
+        for name, look in LOOK.items():  # A sees its own: the probes can see what B must not
+            out = boxes.exec(a, ["/bin/sh", "-c", f"{look} 2>/dev/null; true"], timeout=30)
+            results[name]["ours_self"] = out.stdout
+        with sandboxed(host) as (_, b):
+            for name, look in LOOK.items():
+                out = boxes.exec(
+                    b, ["/bin/sh", "-c", f"{look} 2>/dev/null; true"], timeout=30
+                ).stdout
+                results[name]["ours"] = out
+    engine = host.docker()
+    volume = unique("vol")
+    a = engine.containers.run(
+        IMAGE, ["/bin/sh", "-c", SERVE.replace("/tmp/fortress-file", "/shared/fortress-file")],
+        detach=True, ipc_mode="shareable", volumes={volume: {"bind": "/shared", "mode": "rw"}},
+        runtime="runc", name=unique("weak-a"),
+    )  # fmt: skip
+    try:
+        time.sleep(1)
+        for name, look in LOOK.items():
+            out = engine.containers.run(
+                IMAGE, ["/bin/sh", "-c", f"{look} 2>/dev/null; true"], remove=True, runtime="runc",
+                network_mode=f"container:{a.id}", ipc_mode=f"container:{a.id}",
+                pid_mode=f"container:{a.id}", volumes={volume: {"bind": "/shared", "mode": "ro"}},
+            )  # fmt: skip
+            results[name]["control"] = out.decode(errors="replace")
+    except docker.errors.ContainerError as exc:
+        raise AssertionError(f"control probe failed: {exc}") from exc
+    finally:
+        a.remove(force=True)
+        engine.volumes.get(volume).remove(force=True)
+    return results
+
+
+def persistence(host: LabHost) -> dict[str, str]:
+    """A sandbox writes a file and is removed; a new one of the same name looks for it.
+    Control: the same with a named volume (state kept between tasks)."""
+    lib = load_library()
+    boxes = host.sandboxes()
+    name = unique("persist")
+    spec = {"image": IMAGE, "name": name, "owner": "probes"}
+    forever = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+    ours = ""
+    for step in ("echo fortress-persist > /tmp/p", "cat /tmp/p"):
+        boxes.create(lib.SandboxSpec(command=forever, **spec))
+        try:
+            ours = boxes.exec(name, ["/bin/sh", "-c", step], timeout=30).stdout
+        finally:
+            boxes.remove(name)
+    engine = host.docker()
+    volume = unique("vol")
+    control = ""
+    try:
+        for step in ("echo fortress-persist > /tmp/p", "cat /tmp/p"):
+            control = engine.containers.run(
+                IMAGE, ["/bin/sh", "-c", step], remove=True, runtime="runc",
+                volumes={volume: {"bind": "/tmp", "mode": "rw"}},
+            ).decode()  # fmt: skip
+    finally:
+        engine.volumes.get(volume).remove(force=True)
+    return {"ours": ours, "control": control}
