@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+import subprocess
 import sys
 import time
 import uuid
@@ -414,3 +415,48 @@ def persistence(host: LabHost) -> dict[str, str]:
     finally:
         engine.volumes.get(volume).remove(force=True)
     return {"ours": ours, "control": control}
+
+
+# --- resource exhaustion --------------------------------------------------------------------
+
+
+def cgroup_file(container_id: str, controller: str, name: str) -> Path | None:
+    """The container's cgroup file as this machine sees it (v1: per controller; v2: one
+    tree), or None once the cgroup is gone."""
+    roots = [Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")]
+    for root in roots:
+        if not root.is_dir():
+            continue
+        found = subprocess.run(
+            ["find", str(root), "-type", "d", "-name", f"*{container_id}*", "-print", "-quit"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+        if found and (Path(found) / name).exists():
+            return Path(found) / name
+    return None
+
+
+def read_counters(path: Path | None) -> dict[str, int]:
+    """'key value' lines of a cgroup file ({} when it is gone)."""
+    try:
+        text = path.read_text() if path else ""
+    except OSError:
+        return {}
+    pairs = (line.split() for line in text.splitlines())
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
+
+
+def exec_latency(boxes: Any, name: str, runs: int = 3) -> float:
+    """Median wall time of `true` run in the sandbox (what a sibling's user feels)."""
+    times = []
+    for _ in range(runs):
+        began = time.monotonic()
+        boxes.exec(name, ["true"], timeout=60)
+        times.append(time.monotonic() - began)
+    return sorted(times)[len(times) // 2]
+
+
+def host_latency(host: LabHost) -> float:
+    began = time.monotonic()
+    host.sh("true")
+    return time.monotonic() - began

@@ -1,0 +1,141 @@
+"""Resource exhaustion inside the double sandbox (docs/threat-model.md, resource exhaustion).
+
+Each bomb runs in a sandbox made by the lifecycle library through the outer's socket, with
+limits of its own, next to a sibling sandbox. A test passes when the limit demonstrably fired
+(the kernel's counter for the sandbox's cgroup, read from this machine, or the error the
+agent got) and the sibling and the lab host stayed responsive (their exec latency, measured
+while the bomb runs, stays under a bound). What happened is printed for the record.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fortress_lab import adversary as adv
+from fortress_lab import leakcheck
+
+HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
+BOUND = 3.0  # seconds: a sibling's `true` or a lab host's exec slower than this is a failure
+
+
+@pytest.fixture(scope="module")
+def host(sandbox_lab: Path) -> Iterator[adv.LabHost]:
+    """The lab host; the bombs must leave nothing behind in it."""
+    with leakcheck.no_leaks(target=HOST, settle=20):
+        yield adv.LabHost(HOST)
+
+
+@pytest.fixture(scope="module")
+def sibling(host: adv.LabHost) -> Iterator[tuple[Any, str]]:
+    with adv.sandboxed(host) as (boxes, name):
+        print(f"sibling baseline exec latency {adv.exec_latency(boxes, name, 5):.3f}s")
+        yield boxes, name
+
+
+def bomb(host, sibling, limits: dict[str, Any], script: str, counter: tuple[str, ...]) -> dict:
+    """Start script in the background of a fresh sandbox with limits, with the counter
+    (controller, file, key[, v2 file]) of its cgroup sampled every few milliseconds from a
+    thread (a sandbox killed by its limit takes its cgroup with it); meanwhile measure the
+    sibling's and the lab host's latency; then the sandbox's state."""
+    controller, file, key, *v2 = counter
+    with adv.sandboxed(host, **limits) as (boxes, name):
+        container = boxes.client.containers.get(name)
+        path = adv.cgroup_file(container.id, controller, file)
+        path = path or (adv.cgroup_file(container.id, controller, v2[0]) if v2 else None)
+        assert path, f"no {controller} cgroup of the sandbox on this machine"
+        fired = [0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                fired[0] = max(fired[0], adv.read_counters(path).get(key, 0))
+                time.sleep(0.002)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        sibling_worst, host_worst = 0.0, 0.0
+        try:
+            boxes.exec(name, ["/bin/sh", "-c", f"({script}) >/dev/null 2>&1 &"], timeout=30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                sibling_worst = max(sibling_worst, adv.exec_latency(*sibling, runs=1))
+                host_worst = max(host_worst, adv.host_latency(host))
+                container.reload()
+                if fired[0] or container.status != "running":
+                    break
+                time.sleep(0.5)
+            for _ in range(3):  # and a moment after the limit fired
+                sibling_worst = max(sibling_worst, adv.exec_latency(*sibling, runs=1))
+                host_worst = max(host_worst, adv.host_latency(host))
+        finally:
+            stop.set()
+            sampler.join()
+        container.reload()
+        seen = {
+            f"{file}:{key}": fired[0],
+            "sandbox": f"{container.status} exit={container.attrs['State']['ExitCode']}",
+            "oom_killed": container.attrs["State"]["OOMKilled"],
+            "sibling_worst_s": round(sibling_worst, 3),
+            "host_worst_s": round(host_worst, 3),
+        }
+    print(seen)
+    return seen
+
+
+def assert_contained(seen: dict) -> None:
+    assert seen["sibling_worst_s"] < BOUND, f"the sibling sandbox stalled: {seen}"
+    assert seen["host_worst_s"] < BOUND, f"the lab host stalled: {seen}"
+
+
+def test_fork_bomb_hits_the_pids_limit(host, sibling) -> None:
+    script = "i=0; while [ $i -lt 1000 ]; do sleep 60 & i=$((i+1)); done"
+    seen = bomb(host, sibling, {"pids": 64}, script, ("pids", "pids.events", "max"))
+    assert seen["pids.events:max"] > 0, f"the pids limit never fired: {seen}"
+    assert_contained(seen)
+
+
+def test_memory_bomb_is_oom_killed(host, sibling) -> None:
+    script = "x=$(head -c 400m /dev/zero | tr '\\0' a)"
+    counter = ("memory", "memory.oom_control", "oom_kill", "memory.events")
+    seen = bomb(host, sibling, {"memory": "128m"}, script, counter)
+    # The kernel's oom_kill counter of the sandbox's cgroup, or Docker's record of it (the
+    # cgroup goes away with the killed sandbox, sometimes before the sampler reads it).
+    fired = seen["memory.oom_control:oom_kill"] > 0 or seen["oom_killed"]
+    assert fired, f"no OOM kill was recorded: {seen}"
+    assert_contained(seen)
+
+
+def test_cpu_hog_is_throttled(host, sibling) -> None:
+    script = "while :; do :; done & while :; do :; done & wait"
+    seen = bomb(host, sibling, {"cpus": 0.5}, script, ("cpu", "cpu.stat", "nr_throttled"))
+    assert seen["cpu.stat:nr_throttled"] > 0, f"the CPU quota never throttled: {seen}"
+    assert_contained(seen)
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("/tmp/fill", "No space left on device"),  # the tmpfs, 64 MiB by default
+        ("/dev/shm/fill", "No space left on device"),  # Docker's shm, 64 MiB
+        ("/fill", "Read-only file system"),  # the image's root filesystem
+    ],
+)  # as root, the stronger attacker (nobody cannot write / at all)
+def test_filling_a_writable_path_stops_at_its_bound(host, sibling, where, error) -> None:
+    """Disk and tmpfs fill: every path a default sandbox can write is bounded in size, or
+    read-only; the agent gets ENOSPC or EROFS, and the sibling does not notice."""
+    with adv.sandboxed(host, "0:0") as (boxes, name):
+        began = time.monotonic()
+        result = boxes.exec(
+            name, ["dd", "if=/dev/zero", f"of={where}", "bs=1M", "count=256"], timeout=120
+        )
+        took = time.monotonic() - began
+    latency = adv.exec_latency(*sibling)
+    print(f"{where}: rc={result.rc} {result.stderr.strip()!r} in {took:.1f}s; sibling {latency}")
+    assert result.rc != 0 and error in result.stderr, result
+    assert latency < BOUND
