@@ -22,6 +22,7 @@ removed.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -40,10 +41,16 @@ from typing import Any
 try:  # the Docker SDK for Python; the modules report its absence cleanly
     import docker
     import docker.errors
+    import requests.exceptions
 
+    # What a daemon that died, restarted or hangs looks like from here.
+    _LOST: tuple[type[BaseException], ...] = (
+        requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+    )  # fmt: skip
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR: Exception | None = None
 except ImportError as exc:  # pragma: no cover - depends on the host
+    _LOST = ()
     HAS_DOCKER = False
     DOCKER_IMPORT_ERROR = exc
 
@@ -288,6 +295,26 @@ class AuditLog:
             self._logger.info(json.dumps(record, sort_keys=True, default=str))
 
 
+def _daemon_call(what: str) -> Any:
+    """Turn a daemon lost mid-call into one SandboxError sentence (not a traceback)."""
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: Sandboxes, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except _LOST as exc:
+                raise SandboxError(
+                    f"the Docker daemon at {self.socket_path} stopped answering during {what} "
+                    f"({type(exc).__name__}): check that it runs (the host's docker service, or "
+                    "the outer container), then retry."
+                ) from exc
+
+        return call
+
+    return wrap
+
+
 def _refusal(spec: SandboxSpec, explanation: str) -> str:
     """Docker's refusal as one sentence; the limits a parent cgroup caps get their fix."""
     if any(f"{knob}: invalid argument" in explanation for knob in ("cfs_quota_us", "cpu.max")):
@@ -330,6 +357,7 @@ class Sandboxes:
 
     # --- lookups ------------------------------------------------------------------------
 
+    @_daemon_call("a lookup")
     def get(self, name: str) -> Any | None:
         """The sandbox container called name, or None; refuses containers not ours."""
         try:
@@ -343,6 +371,7 @@ class Sandboxes:
             )
         return container
 
+    @_daemon_call("the runtime check")
     def check_runtime(self, runtime: str) -> None:
         runtimes = self.client.info().get("Runtimes", {})
         path = (runtimes.get(runtime) or {}).get("path", "")
@@ -350,11 +379,13 @@ class Sandboxes:
             raise SandboxError(
                 f"runtime {runtime!r} is not a runsc runtime of this daemon (it has "
                 f"{', '.join(sorted(runtimes))}): sandboxes run only under gVisor; "
-                "converge the gvisor role."
+                "converge site.yml (the gvisor role for a host's daemon, outer_sandbox for an "
+                "outer container's)."
             )
 
     # --- lifecycle ----------------------------------------------------------------------
 
+    @_daemon_call("create")
     def create(self, spec: SandboxSpec, start: bool = True) -> Any:
         """Create (and start) a sandbox; on any failure nothing is left behind."""
         kwargs = self._create_kwargs(spec)
@@ -370,16 +401,14 @@ class Sandboxes:
                 f"image {spec.image} is not on this daemon: load or build it there first."
             ) from exc
         except docker.errors.APIError as exc:
-            if container is not None:
-                container.remove(force=True)
+            note = self._discard(container)
             if exc.status_code == 409:
                 raise SandboxError(
                     f"a container named {spec.name} already exists: pick another name."
                 ) from exc
-            raise SandboxError(_refusal(spec, str(exc.explanation or exc))) from exc
+            raise SandboxError(_refusal(spec, str(exc.explanation or exc)) + note) from exc
         except BaseException:
-            if container is not None:
-                container.remove(force=True)
+            self._discard(container)
             raise
         self.audit.event(
             "create", sandbox=container.name, image=spec.image, image_id=container.image.id,
@@ -388,6 +417,7 @@ class Sandboxes:
         )  # fmt: skip
         return container
 
+    @_daemon_call("start")
     def start(self, container: Any) -> None:
         """Start and verify from the host side that it runs in gVisor; else remove it."""
         container.start()
@@ -396,13 +426,31 @@ class Sandboxes:
         deadline = time.monotonic() + 10
         while not runsc_sandbox_pids(container.id):
             if time.monotonic() > deadline or not runtime.startswith("runsc"):
-                container.remove(force=True)
+                note = self._discard(container) or " It was removed."
                 raise SandboxError(
                     f"sandbox {container.name} did not start under gVisor (runtime {runtime!r}, "
-                    "no runsc-sandbox process for it): it was removed; check the daemon's runtimes."
+                    "no runsc-sandbox process for it): its daemon's runsc runtime is not gVisor, "
+                    f"fix the daemon's runtimes; nothing was run in it.{note}"
                 )
             time.sleep(0.05)
 
+    def _discard(self, container: Any) -> str:
+        """Remove a container that will not be handed out: '' once it is gone, else a
+        sentence saying it could not be removed (a runtime that cannot kill, say)."""
+        if container is None:
+            return ""
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            return (
+                f" Removing {container.name} failed too ({exc.explanation or exc}): remove it "
+                "once the runtime is fixed."
+            )
+        return ""
+
+    @_daemon_call("remove")
     def remove(self, name: str) -> bool:
         container = self.get(name)
         if container is None:
@@ -411,6 +459,7 @@ class Sandboxes:
         self.audit.event("remove", sandbox=name, owner=container.labels.get(LABEL_OWNER))
         return True
 
+    @_daemon_call("exec")
     def exec(
         self,
         name: str,
@@ -426,6 +475,12 @@ class Sandboxes:
         container = self.get(name)
         if container is None:
             raise SandboxError(f"no sandbox named {name}: create it first.")
+        if container.status != "running":
+            raise SandboxError(
+                f"sandbox {name} is not running ({container.status}, exit code "
+                f"{container.attrs['State'].get('ExitCode')}; a daemon or outer container restart "
+                "stops sandboxes): remove it and create it again."
+            )
         api = self.client.api
         marker = f"/tmp/.fortress-exec-{os.urandom(6).hex()}"
         # The wrapper records the PID so that a timeout can kill the process (and its
@@ -487,6 +542,7 @@ class Sandboxes:
         )
         container.exec_run(["/bin/sh", "-c", script], user=user or "")
 
+    @_daemon_call("a task")
     def task(self, spec: SandboxSpec, argv: list[str], stdin: bytes | None = None,
              timeout: float = 60, max_output: int = 1024 * 1024) -> ExecResult:  # fmt: skip
         """Ephemeral one-shot: create, run, collect, always destroy."""
@@ -505,6 +561,7 @@ class Sandboxes:
             container.remove(force=True)
             self.audit.event("remove", sandbox=container.name, owner=spec.owner)
 
+    @_daemon_call("a file upload")
     def put_file(self, name: str, path: str, data: bytes, mode: str = "0600") -> None:
         """Stream a file into the sandbox through the sandbox itself (gVisor keeps its root
         filesystem's writes in its own overlay, which the host cannot write into)."""
@@ -515,6 +572,7 @@ class Sandboxes:
         if result.rc != 0:
             raise SandboxError(f"could not write {path} in {name}: {result.stderr.strip()}")
 
+    @_daemon_call("a file download")
     def get_file(self, name: str, path: str, max_size: int = 64 * 1024 * 1024) -> bytes:
         """Stream a file out of the sandbox through the sandbox itself, base64-encoded on the
         way (binary-safe; the image needs base64, as busybox and coreutils have)."""
@@ -527,6 +585,7 @@ class Sandboxes:
             raise SandboxError(f"{path} in {name} is larger than {max_size} bytes.")
         return base64.b64decode("".join(result.stdout.split()))
 
+    @_daemon_call("a file checksum")
     def file_sha256(self, name: str, path: str) -> str | None:
         """sha256 of a file in the sandbox (None if it does not exist or cannot be read)."""
         path = safe_path(path)
@@ -535,6 +594,7 @@ class Sandboxes:
 
     # --- listing and reaping --------------------------------------------------------------
 
+    @_daemon_call("list")
     def list(self, owner: str | None = None, labels: dict[str, str] | None = None,
              now: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
         filters = [f"{LABEL}=1"]
@@ -553,6 +613,7 @@ class Sandboxes:
             })  # fmt: skip
         return found
 
+    @_daemon_call("reap")
     def reap(self, dry_run: bool = False, now: float | None = None) -> list[str]:
         """Destroy every Fortress sandbox whose TTL has passed; return their names."""
         expired = [s["name"] for s in self.list(now=now) if s["expired"]]

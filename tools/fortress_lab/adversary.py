@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -460,3 +461,14 @@ def host_latency(host: LabHost) -> float:
     began = time.monotonic()
     host.sh("true")
     return time.monotonic() - began
+
+
+def put_text(container: Any, path: str, text: str) -> None:
+    """Write text to path in a container, in place (a file bind-mounted elsewhere keeps its
+    inode, so the other side sees the new content)."""
+    done = container.exec_run(["sh", "-c", f'cat > "{path}"'], stdin=True, socket=True, user="0")
+    raw = getattr(done.output, "_sock", done.output)
+    raw.sendall(text.encode())
+    raw.shutdown(socket.SHUT_WR)
+    raw.recv(1024)  # EOF once cat is done
+    raw.close()

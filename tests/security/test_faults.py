@@ -1,0 +1,195 @@
+"""Faults under the lifecycle library, in the double sandbox (docs/threat-model.md).
+
+On the shared lab host: the inner dockerd killed during a task, the outer container
+restarted, runsc missing, runsc replaced by a runtime that is not gVisor, runsc removed from
+the inner daemon.json. The library must refuse (fail closed) with one clear sentence, never
+hand out a sandbox that is not under gVisor, and leave nothing behind; then 200 create /
+destroy cycles leave zero leaked containers, processes, mounts, veths or cgroups. Every
+fault is undone before its test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fortress_lab import adversary as adv
+from fortress_lab import leakcheck
+
+HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
+FOREVER = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+RUNSC = "/usr/bin/runsc"  # in the outer image; the inner daemon.json points at it
+DAEMON_JSON = "/etc/fortress/outer/default/daemon.json"  # on the lab host, bound into the outer
+# A runtime that is not gVisor under runsc's name: drops runsc's flags and runs runc (with
+# no session keyring, which the outer's seccomp profile refuses).
+NOT_RUNSC = """#!/bin/sh
+for a do
+  shift
+  case $a in
+  --platform=* | --overlay2=* | --host-uds=* | --network=* | --ignore-cgroups) ;;
+  create) set -- "$@" create --no-new-keyring ;;
+  *) set -- "$@" "$a" ;;
+  esac
+done
+exec /usr/bin/runc "$@"
+"""
+lib = adv.load_library()
+
+
+@pytest.fixture(scope="module")
+def host(sandbox_lab: Path) -> adv.LabHost:
+    return adv.LabHost(HOST)
+
+
+def spec(**extra: Any) -> Any:
+    return lib.SandboxSpec(image=adv.IMAGE, command=FOREVER, owner="faults", **extra)
+
+
+def daemon_back(host: adv.LabHost, timeout: float = 120) -> Any:
+    """The library on the outer's daemon once it answers again (restart policy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return host.sandboxes()
+        except lib.SandboxError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def restart_outer(host: adv.LabHost) -> Any:
+    host.docker().containers.get(f"fortress-outer-{host.outer}").restart(timeout=10)
+    return daemon_back(host)
+
+
+def assert_works_again(boxes: Any) -> None:
+    result = boxes.task(spec(), ["echo", "fortress-ok"], timeout=60)
+    assert result.stdout.strip() == "fortress-ok", result
+
+
+def assert_containerd_has_only_what_docker_has(host: adv.LabHost, boxes: Any) -> None:
+    """No task or container left in the inner containerd that Docker forgot (a shim each)."""
+    address = "/var/run/docker/containerd/containerd.sock"
+    listed = host.outer_exec(["ctr", "--address", address, "-n", "moby", "c", "ls", "-q"])
+    known = {c.id for c in boxes.client.containers.list(all=True)}
+    assert set(listed.split()) <= known, f"containerd keeps what Docker forgot: {listed}"
+
+
+def test_killing_the_inner_dockerd_during_a_task_fails_clearly(host) -> None:
+    boxes = host.sandboxes()
+    name = adv.unique("fault-kill")
+    boxes.create(spec(name=name))
+    killer = threading.Timer(1.5, host.outer_exec, (["pkill", "-KILL", "-x", "dockerd"],))
+    killer.start()
+    with pytest.raises(lib.SandboxError, match="stopped answering during exec") as refused:
+        boxes.exec(name, ["sleep", "30"], timeout=60)
+    killer.join()
+    print(refused.value)
+    boxes = daemon_back(host)  # tini exits with dockerd; unless-stopped brings the outer back
+    with pytest.raises(lib.SandboxError, match="is not running") as stopped:
+        boxes.exec(name, ["true"])
+    print(stopped.value)
+    assert boxes.remove(name)
+    assert_works_again(boxes)
+    assert_containerd_has_only_what_docker_has(host, boxes)
+
+
+def test_restarting_the_outer_container_stops_its_sandboxes_cleanly(host) -> None:
+    boxes = host.sandboxes()
+    name = adv.unique("fault-restart")
+    boxes.create(spec(name=name))
+    boxes = restart_outer(host)
+    with pytest.raises(lib.SandboxError, match="is not running"):
+        boxes.exec(name, ["true"])
+    assert boxes.remove(name)
+    assert_works_again(boxes)
+    assert_containerd_has_only_what_docker_has(host, boxes)
+
+
+def test_a_missing_runsc_is_refused(host) -> None:
+    boxes = host.sandboxes()
+    host.outer_exec(["mv", RUNSC, f"{RUNSC}.fortress-fault"])
+    try:
+        with pytest.raises(lib.SandboxError, match=r"Docker refused the sandbox: .*runsc") as err:
+            boxes.create(spec(name=adv.unique("fault-missing")))
+        print(err.value)
+    finally:
+        host.outer_exec(["mv", f"{RUNSC}.fortress-fault", RUNSC])
+    assert not boxes.list(owner="faults"), "a refused sandbox was left behind"
+    assert_works_again(boxes)
+    assert_containerd_has_only_what_docker_has(host, boxes)
+
+
+def test_a_runtime_that_is_not_gvisor_is_refused_and_removed(host) -> None:
+    """The daemon still says runsc, but the binary is runc: the host-side check (a
+    runsc-sandbox process for the container) must refuse and remove it. Root in the sandbox
+    so that runc, without CAP_KILL in the outer, can still stop it."""
+    boxes = host.sandboxes()
+    moved = f"{RUNSC}.fortress-fault"
+    outer = host.docker().containers.get(f"fortress-outer-{host.outer}")
+    host.outer_exec(["cp", "-p", RUNSC, moved])
+    try:
+        adv.put_text(outer, f"{RUNSC}.fake", NOT_RUNSC)
+        host.outer_exec(["sh", "-c", f"chmod 0755 {RUNSC}.fake && mv {RUNSC}.fake {RUNSC}"])
+        assert "exec /usr/bin/runc" in host.outer_exec(["cat", RUNSC])
+        with pytest.raises(lib.SandboxError, match="did not start under gVisor") as err:
+            boxes.create(spec(name=adv.unique("fault-runc"), user="0:0"))
+        print(err.value)
+        assert "It was removed" in str(err.value)
+    finally:
+        host.outer_exec(["mv", moved, RUNSC])
+    assert not boxes.list(owner="faults"), "the runc sandbox was left behind"
+    assert_works_again(boxes)
+    assert_containerd_has_only_what_docker_has(host, boxes)
+
+
+def test_runsc_removed_from_the_inner_daemon_json_is_refused(host) -> None:
+    original = host.sh(f"cat {DAEMON_JSON}")
+    config = json.loads(original)
+    config.pop("default-runtime")
+    config.pop("runtimes")
+
+    adv.put_text(host.container, DAEMON_JSON, json.dumps(config, indent=2))
+    try:
+        boxes = restart_outer(host)
+        with pytest.raises(lib.SandboxError, match="not a runsc runtime of this daemon") as err:
+            boxes.create(spec(name=adv.unique("fault-nojson")))
+        print(err.value)
+    finally:
+        adv.put_text(host.container, DAEMON_JSON, original)
+        boxes = restart_outer(host)
+    assert json.loads(host.sh(f"cat {DAEMON_JSON}")) == json.loads(original)
+    assert_works_again(boxes)
+
+
+def test_two_hundred_create_destroy_cycles_leave_nothing(host) -> None:
+    """After the faults, 200 cycles (4 at a time) through the library: zero containers,
+    runsc processes or shims, mounts (also inside the outer), veths or cgroups left."""
+    boxes = host.sandboxes()
+
+    def cycle(i: int) -> None:
+        name = f"fortress-cycle-{i}"
+        boxes.create(spec(name=name))
+        assert boxes.remove(name)
+
+    with leakcheck.no_leaks(target=HOST, settle=30):
+        began = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(cycle, range(200)))
+        print(f"200 cycles in {time.monotonic() - began:.1f}s")
+        assert not boxes.list(owner="faults")
+    assert_containerd_has_only_what_docker_has(host, boxes)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_of_ours_left(host: adv.LabHost) -> Iterator[None]:
+    yield
+    leftovers = [c.name for c in host.sandboxes().client.containers.list(all=True)]
+    assert not leftovers, f"containers left in the outer: {leftovers}"
