@@ -122,8 +122,33 @@ def load_library() -> ModuleType:
     return module
 
 
+class Shell:
+    """Where the script-based probes run: anything with sh(command) -> output, as root."""
+
+    outer: str = "default"
+
+    def sh(self, command: str) -> str:
+        raise NotImplementedError
+
+    @property
+    def kernel(self) -> str:
+        return self.sh("uname -r")
+
+
 @dataclass
-class LabHost:
+class RemoteHost(Shell):
+    """A host reached by a testinfra host (a VM lab host over SSH, say)."""
+
+    host: Any
+    outer: str = "default"
+
+    def sh(self, command: str) -> str:
+        done = self.host.run(command)
+        return (done.stdout + done.stderr).strip()
+
+
+@dataclass
+class LabHost(Shell):
     """A container lab host, reached through its /proc/<pid>/root."""
 
     name: str
@@ -141,10 +166,6 @@ class LabHost:
     def sh(self, command: str) -> str:
         done = self.container.exec_run(["sh", "-c", command])
         return done.output.decode(errors="replace").strip()
-
-    @property
-    def kernel(self) -> str:
-        return self.sh("uname -r")
 
     def docker(self) -> docker.DockerClient:
         """The lab host's own dockerd (where the weak control runs)."""
@@ -175,7 +196,7 @@ def unique(what: str) -> str:
 # --- where the script runs ------------------------------------------------------------------
 
 
-def sandbox_env(host: LabHost) -> dict[str, str]:
+def sandbox_env(host: Shell) -> dict[str, str]:
     return {"HOST_KERNEL": host.kernel}
 
 
@@ -196,10 +217,35 @@ def sandboxed(host: LabHost, user: str | None = None, **spec: Any) -> Iterator[t
         boxes.remove(name)
 
 
-def run_sandboxed(host: LabHost, user: str | None = None) -> str:
-    with sandboxed(host, user) as (boxes, name):
-        result = boxes.exec(name, ["/bin/sh", "-c", SCRIPT], env=sandbox_env(host), timeout=120)
-        return result.stdout + result.stderr
+# Runs on the host itself with the library site.yml installed there: a sandbox made exactly as
+# the modules make it, through the outer's socket, running the probe script once.
+RUNNER = """
+import os, sys
+sys.path.insert(0, "/usr/local/lib/fortress")
+from sandbox import Sandboxes, SandboxSpec
+boxes = Sandboxes(socket_path=os.environ["PROBE_SOCKET"], audit_log=None)
+forever = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+user = {"user": os.environ["PROBE_USER"]} if os.environ.get("PROBE_USER") else {}
+box = boxes.create(SandboxSpec(image=os.environ["PROBE_IMAGE"], command=forever,
+                               owner="probes", **user))
+try:
+    env = {"HOST_KERNEL": os.environ["HOST_KERNEL"]}
+    done = boxes.exec(box.name, ["/bin/sh", "-c", os.environ["PROBE_SCRIPT"]], env=env,
+                      timeout=120)
+    sys.stdout.write(done.stdout + done.stderr)
+finally:
+    boxes.remove(box.name)
+"""
+
+
+def run_sandboxed(host: Shell, user: str | None = None) -> str:
+    """The script in a sandbox the library on the host makes through the outer's socket."""
+    env = {
+        "PROBE_SOCKET": f"/run/fortress/outer/{host.outer}/docker.sock", "PROBE_IMAGE": IMAGE,
+        "PROBE_USER": user or "", "HOST_KERNEL": host.kernel, "PROBE_SCRIPT": SCRIPT,
+    }  # fmt: skip
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    return host.sh(f"env {assignments} python3 -c {shlex.quote(RUNNER)}")
 
 
 def weak_options(*extra: str) -> list[str]:
@@ -210,7 +256,7 @@ def weak_options(*extra: str) -> list[str]:
     return [*options, *extra]
 
 
-def run_weak(host: LabHost, *extra: str) -> str:
+def run_weak(host: Shell, *extra: str) -> str:
     """The script in the weak control container on the lab host's dockerd. The lab host's
     Docker socket is mounted where the inner daemon's socket lives in the outer and where the
     host's lives: the weakness the socket probes look for."""
@@ -222,14 +268,17 @@ def run_weak(host: LabHost, *extra: str) -> str:
     return host.sh(shlex.join(argv))
 
 
-def run_outer_root(host: LabHost) -> str:
+def run_outer_root(host: Shell) -> str:
     """The script as root in the outer container: the second wall, gVisor assumed fallen."""
     env = {
         "HOST_KERNEL": "",  # the outer shares the host kernel by design; not a finding here
         "OUTSIDE": "systemd systemd-journal systemd-logind",  # the lab host's processes
         "INNER_SOCKET": "/nonexistent",  # the outer owns the inner socket
     }
-    return host.outer_exec(["/bin/sh", "-c", SCRIPT], env)
+    argv = ["docker", "exec", "-u", "0"]
+    argv += [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+    argv += [f"fortress-outer-{host.outer}", "/bin/sh", "-c", SCRIPT]
+    return host.sh(shlex.join(argv))
 
 
 # --- host-side probes -----------------------------------------------------------------------
@@ -277,6 +326,11 @@ def cve_2024_21626(host: LabHost) -> dict[str, Any]:
     )
     return {"ours_refused": len(refused) == 7 and all(refused), "control_runc": runc,
             "control_patched": patched}  # fmt: skip
+
+
+# Root in the outer container on a VM lab host with the fortress-outer AppArmor profile
+# enforced (cgroup v2, private cgroup namespace): filled in from a VM run.
+OUTER_WITH_APPARMOR: dict[str, str] = {}
 
 
 def oci_no_new_privileges(host: LabHost) -> bool:

@@ -80,8 +80,8 @@ probe_cgroup_release_agent() {
 	# release_agent (the kernel runs it as host root when a cgroup empties).
 	# shellcheck disable=SC2016  # the child shell expands $c and $d
 	found=$(unshare -m sh -c '
-		for c in rdma memory pids cpuset; do
-			d='"$SCRATCH"'/cg-$c; mkdir -p "$d"
+		for c in none,name=fortress-probe rdma memory pids cpuset; do
+			d='"$SCRATCH"'/cg-${c%%,*}; mkdir -p "$d"
 			if mount -t cgroup -o "$c" fortress-probe "$d" 2>/dev/null; then
 				if (exec 3>>"$d/release_agent") 2>/dev/null; then echo "$c"; fi
 				umount "$d"; exit 0
@@ -93,11 +93,14 @@ probe_cgroup_release_agent() {
 		say cgroup_release_agent closed "no writable release_agent, cgroup v1 mount refused"
 	fi
 }
-knob() { # name path: OPEN when the path opens for writing
+knob() { # name path: OPEN when the path opens for writing (/sys: after a remount too)
 	if [ ! -e "$2" ]; then
 		say "$1" na "$2 does not exist on this kernel"
 	elif openw "$2"; then
 		say "$1" OPEN "$2 opens for writing"
+	elif case "$2" in /sys/*) true ;; *) false ;; esac &&
+		unshare -m sh -c "mount -o remount,rw /sys && exec 3>>'$2'" 2>/dev/null; then
+		say "$1" OPEN "$2 opens for writing after remounting /sys read-write"
 	else
 		say "$1" closed "$2 does not open for writing"
 	fi
