@@ -74,12 +74,18 @@ def assert_works_again(boxes: Any) -> None:
     assert result.stdout.strip() == "fortress-ok", result
 
 
-def assert_containerd_has_only_what_docker_has(host: adv.LabHost, boxes: Any) -> None:
-    """No task or container left in the inner containerd that Docker forgot (a shim each)."""
+def containerd_ids(host: adv.LabHost) -> set[str]:
+    """The containers of the inner containerd's Docker namespace."""
     address = "/var/run/docker/containerd/containerd.sock"
     listed = host.outer_exec(["ctr", "--address", address, "-n", "moby", "c", "ls", "-q"])
+    return set(listed.split())
+
+
+def assert_containerd_has_only_what_docker_has(host: adv.LabHost, boxes: Any) -> None:
+    """No container left in the inner containerd that Docker forgot (each keeps a shim)."""
+    listed = containerd_ids(host)
     known = {c.id for c in boxes.client.containers.list(all=True)}
-    assert set(listed.split()) <= known, f"containerd keeps what Docker forgot: {listed}"
+    assert listed <= known, f"containerd keeps what Docker forgot: {listed - known}"
 
 
 def test_killing_the_inner_dockerd_during_a_task_fails_clearly(host) -> None:
@@ -193,3 +199,19 @@ def _nothing_of_ours_left(host: adv.LabHost) -> Iterator[None]:
     yield
     leftovers = [c.name for c in host.sandboxes().client.containers.list(all=True)]
     assert not leftovers, f"containers left in the outer: {leftovers}"
+
+
+def test_a_missing_command_is_refused_and_the_reaper_removes_what_runsc_leaves(host) -> None:
+    """runsc (2024) fails to stop a sandbox whose start failed, so containerd keeps the
+    container and its shim after Docker forgot it: the refusal is one sentence, and the
+    host's reaper (sandbox_reaper role, on its timer or started by hand) deletes it."""
+    boxes = host.sandboxes()
+    with pytest.raises(lib.SandboxError, match=r"Docker refused the sandbox: .*nonexistent"):
+        boxes.create(lib.SandboxSpec(image=adv.IMAGE, command=["/nonexistent"], owner="faults"))
+    stale = containerd_ids(host) - {c.id for c in boxes.client.containers.list(all=True)}
+    assert stale, "runsc left nothing behind this time: the reaper's cleanup is untested"
+    host.sh("systemctl start fortress-reap.service")
+    journal = host.sh("journalctl -u fortress-reap --since -3min --no-pager -o cat")
+    print(journal)
+    assert all(cid in journal for cid in stale), journal
+    assert_containerd_has_only_what_docker_has(host, boxes)

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import docker
@@ -130,6 +130,10 @@ class Shell:
     def sh(self, command: str) -> str:
         raise NotImplementedError
 
+    def run(self, command: str) -> Any:
+        """testinfra's host.run shape (rc, stdout, stderr), for fortress_lab.cis targets."""
+        raise NotImplementedError
+
     @property
     def kernel(self) -> str:
         return self.sh("uname -r")
@@ -166,6 +170,13 @@ class LabHost(Shell):
     def sh(self, command: str) -> str:
         done = self.container.exec_run(["sh", "-c", command])
         return done.output.decode(errors="replace").strip()
+
+    def run(self, command: str) -> Any:
+        done = self.container.exec_run(["sh", "-c", command], demux=True)
+        out, err = done.output
+        return SimpleNamespace(
+            rc=done.exit_code, stdout=(out or b"").decode(), stderr=(err or b"").decode()
+        )
 
     def docker(self) -> docker.DockerClient:
         """The lab host's own dockerd (where the weak control runs)."""

@@ -1,13 +1,14 @@
 """CIS Docker Benchmark daemon items checked by behaviour, against any Docker daemon.
 
 A `DockerTarget` is a daemon reached by running the docker CLI on a host (a lab host's
-own dockerd today; an outer container's inner dockerd later): one implementation of each
-check, several targets. Each check returns what it observed, including a control that
-shows the probe can see the weakness, so tests assert on outcomes.
+own dockerd, or an outer container's inner dockerd through its host-side socket): one
+implementation of each check, several targets. Each check returns what it observed,
+including a control that shows the probe can see the weakness, so tests assert on outcomes.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 import uuid
@@ -35,6 +36,8 @@ class DockerTarget:
     image: str = SMOKE_IMAGE
     # Options every `docker run` of a check gets, e.g. ("--runtime", "runsc").
     run_options: tuple[str, ...] = ()
+    # A command prefix that, followed by "/<id>/config.json", prints a container's OCI spec.
+    bundle: str = "cat /run/containerd/io.containerd.runtime.v2.task/moby"
 
     def run(self, *argv: str) -> _Result:
         if argv[:1] == ("run",):
@@ -98,13 +101,21 @@ def icc(target: DockerTarget) -> dict[str, str]:
 
 def no_new_privileges(target: DockerTarget) -> dict[str, str]:
     """`no-new-privileges: true`: NoNewPrivs is 1 in a container by default; the control
-    (the daemon default explicitly overridden) shows 0."""
+    (the daemon default explicitly overridden) shows 0. The kernel's /proc/self/status says
+    so under runc; gVisor's does not report it, so there the flag is read from the OCI spec
+    the daemon handed the runtime (`bundle` of the target), which runsc applies."""
 
     def nnp(*extra: str) -> str:
-        out = target.ok(
-            "run", "--rm", *extra, target.image, BUSYBOX, "grep", "NoNewPrivs", "/proc/self/status"
-        )
-        return out.split()[-1]
+        cid = target.ok("run", "-d", *extra, target.image, BUSYBOX, "sleep", "60")
+        try:
+            status = target.ok("exec", cid, BUSYBOX, "cat", "/proc/self/status")
+            for line in status.splitlines():
+                if line.startswith("NoNewPrivs:"):
+                    return line.split()[-1]
+            spec = json.loads(target.host.run(f"{target.bundle}/{cid}/config.json").stdout)
+            return "1" if spec["process"].get("noNewPrivileges") else "0"
+        finally:
+            target.remove(cid)
 
     return {"default": nnp(), "control": nnp("--security-opt", "no-new-privileges=false")}
 
@@ -172,3 +183,16 @@ def live_restore(target: DockerTarget, restart: str = "systemctl restart docker"
         return {"pid_before": before, "after": after, "restart_rc": restarted.rc}
     finally:
         target.remove(name)
+
+
+def inner_target(host: _Host, outer: str = "default") -> DockerTarget:
+    """An outer container's inner dockerd, through its host-side socket; its containers'
+    OCI bundles live in the outer's own containerd state."""
+    return DockerTarget(
+        host,
+        docker=f"docker -H unix:///run/fortress/outer/{outer}/docker.sock",
+        bundle=(
+            f"docker exec fortress-outer-{outer} cat "
+            "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby"
+        ),
+    )
