@@ -364,7 +364,8 @@ OUTER_WITHOUT_LSM = {
     "no_new_privs": CLOSED,
     "mount_tmpfs": OPEN,
     "unshare_mount_ns": OPEN,
-    "cgroup_release_agent": OPEN,  # host cgroup v1 hierarchy, no LSM: CVE-2022-0492 route
+    "cgroup_release_agent": CLOSED,  # private cgroup namespace: every hierarchy is rooted at
+    # the outer's own cgroup (no release_agent), and no new hierarchy can be mounted from it
     "core_pattern": CLOSED,
     "modprobe": NA,
     "binfmt_misc": OPEN,  # the host's binfmt_misc instance can be mounted

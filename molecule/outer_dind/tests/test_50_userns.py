@@ -1,7 +1,8 @@
 """userns mode on a container lab host: with the host daemon's userns-remap, root in the
 outer container is an unprivileged host uid, which closes the escape routes dind mode leaves
 open here; the price is that sandboxes lose their own limits (runsc --ignore-cgroups) and
-only the outer's bound them. Controls run the same probes in the dind host's outer."""
+only the outer's bound them. The dind host's outer (private cgroup namespace) closes the two
+cgroup routes too; the control is a copy of it in the host's cgroup namespace."""
 
 from __future__ import annotations
 
@@ -57,9 +58,22 @@ def test_the_user_namespace_closes_what_dind_leaves_open_here(host) -> None:
     )
     for name, probe in PROBES.items():
         assert "OPEN" not in _probe(host, OUTER, probe), f"userns: {name} reachable"
-        # Control: the dind outer on a container lab host (no LSM) can do it: the documented
-        # gap the acknowledgement variable covers, and what userns mode closes.
-        assert "OPEN" in _probe(dind, "fortress-outer-tenant-a", probe), f"control: {name}"
+        # The dind outer closes these two as well (private cgroup namespace) ...
+        assert "OPEN" not in _probe(dind, "fortress-outer-tenant-a", probe), f"dind: {name}"
+        # ... control: the same outer in the host's cgroup namespace with /sys/fs/cgroup
+        # mounted (dind before the private namespace) reaches both.
+        assert "OPEN" in _host_cgroupns_outer(dind, probe), f"control: {name}"
+
+
+def _host_cgroupns_outer(dind, probe: str) -> str:
+    info = json.loads(dind.check_output("docker inspect fortress-outer-tenant-a"))[0]["HostConfig"]
+    caps = " ".join(f"--cap-add {c}" for c in info["CapAdd"])
+    return dind.run(
+        f"docker run --rm --cap-drop ALL {caps} --cgroupns host"
+        " -v /sys/fs/cgroup:/sys/fs/cgroup:rw --network none"
+        " --security-opt seccomp=/etc/fortress/outer/seccomp.json"
+        f" --entrypoint sh fortress/outer:lab -c '{probe}'"
+    ).stdout
 
 
 def test_sandboxes_run_in_gvisor_bounded_only_by_the_outer(host) -> None:

@@ -42,7 +42,8 @@ def _denials(host, name: str) -> int:
 
 def _outer_like(host, profile: str) -> str:
     """docker run of the outer image with the outer's capabilities and seccomp profile, the
-    host cgroup namespace (as dind runs on cgroup v1 hosts) and the given AppArmor profile."""
+    host cgroup namespace (the worst case: dind now runs in a private one everywhere) and the
+    given AppArmor profile."""
     info = json.loads(host.check_output(f"docker inspect {OUTER}"))[0]["HostConfig"]
     caps = " ".join(f"--cap-add {c}" for c in info["CapAdd"])
     return (
@@ -71,7 +72,8 @@ def test_outer_apparmor_profile_is_enforced_and_denies_the_escape_routes(host) -
 
 
 def test_with_the_host_cgroup_namespace_the_profile_stops_release_agent(host) -> None:
-    """On cgroup v1 hosts dind shares the host's cgroup namespace. There a fresh cgroup v1
+    """In the host's cgroup namespace (userns mode on cgroup v1, or dind before it ran in a
+    private one) a fresh cgroup v1
     hierarchy can be made (this kernel's AppArmor does not mediate the new mount API that
     util-linux's mount uses), but opening its release_agent is denied by the profile; the
     control, the same container without the profile, opens it."""

@@ -25,16 +25,33 @@ if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
     >/sys/fs/cgroup/cgroup.subtree_control
   echo "fortress-outer-init: cgroup v2, sandboxes nest under this container's cgroup" >&2
 else
-  # cgroup v1 with the host's cgroup namespace: without a parent, the inner dockerd would
-  # create /docker/<id> beside the outer container, outside its limits. Nest under ours.
   parent=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3; exit}' /proc/self/cgroup)
-  if [[ -z $parent || $parent == / ]]; then
-    echo "fortress-outer-init: cannot find this container's memory cgroup in /proc/self/cgroup;" \
-      "start the outer container with --cgroupns=host and /sys/fs/cgroup mounted (the role does)." >&2
+  if [[ $parent == / ]]; then
+    # cgroup v1, private cgroup namespace (dind mode): every hierarchy mounted here is rooted
+    # at this container's own cgroup, so no release_agent is in sight (only a hierarchy's
+    # real root has one; a new hierarchy cannot be mounted from a non-initial cgroup
+    # namespace) and the cgroups dockerd creates are children of ours by construction.
+    # Docker mounts them read-only: make each writable, in this mount only.
+    if [[ -e /sys/fs/cgroup/memory/release_agent ]]; then
+      echo "fortress-outer-init: /sys/fs/cgroup/memory is the hierarchy's root (release_agent);" \
+        "refusing to make it writable: start the outer container with --cgroupns=private (the role does)." >&2
+      exit 1
+    fi
+    while read -r _ mnt fstype opts _; do
+      [[ $fstype == cgroup && $mnt == /sys/fs/cgroup/* ]] || continue
+      case ",$opts," in *,ro,*) mount -o remount,bind,rw "$mnt" ;; esac
+    done </proc/self/mounts
+    echo "fortress-outer-init: cgroup v1 (private namespace), sandboxes nest under this container's cgroup" >&2
+  elif [[ -n $parent ]]; then
+    # cgroup v1 with the host's cgroup namespace (userns mode, /sys/fs/cgroup mounted): without
+    # a parent, the inner dockerd would create /docker/<id> beside the outer container,
+    # outside its limits. Nest under ours.
+    args+=(--cgroup-parent "$parent")
+    echo "fortress-outer-init: cgroup v1, sandboxes nest under $parent" >&2
+  else
+    echo "fortress-outer-init: cannot find this container's memory cgroup in /proc/self/cgroup." >&2
     exit 1
   fi
-  args+=(--cgroup-parent "$parent")
-  echo "fortress-outer-init: cgroup v1, sandboxes nest under $parent" >&2
 fi
 
 exec dockerd "${args[@]}"
