@@ -52,7 +52,7 @@ def test_outer_root_is_an_unprivileged_host_uid(host) -> None:
     assert parent.user == "root" and parent.mode == 0o750
 
 
-def test_the_user_namespace_closes_what_dind_leaves_open_here(host) -> None:
+def test_userns_and_the_private_cgroup_namespace_close_the_cgroup_routes(host) -> None:
     dind = testinfra.get_host(
         f"ansible://{PLATFORM}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"]
     )
