@@ -62,7 +62,7 @@ def bomb(host, sibling, limits: dict[str, Any], script: str, counter: tuple[str,
         sibling_worst, host_worst = 0.0, 0.0
         try:
             boxes.exec(name, ["/bin/sh", "-c", f"({script}) >/dev/null 2>&1 &"], timeout=30)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 sibling_worst = max(sibling_worst, adv.exec_latency(*sibling, runs=1))
                 host_worst = max(host_worst, adv.host_latency(host))
@@ -101,7 +101,7 @@ def test_fork_bomb_hits_the_pids_limit(host, sibling) -> None:
 
 
 def test_memory_bomb_is_oom_killed(host, sibling) -> None:
-    script = "x=$(head -c 400m /dev/zero | tr '\\0' a)"
+    script = "tail -c 400m /dev/zero"  # keeps the last 400 MiB of an endless stream
     counter = ("memory", "memory.oom_control", "oom_kill", "memory.events")
     seen = bomb(host, sibling, {"memory": "128m"}, script, counter)
     # The kernel's oom_kill counter of the sandbox's cgroup, or Docker's record of it (the
