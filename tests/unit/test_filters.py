@@ -3,6 +3,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 _FILTERS = Path(__file__).resolve().parents[2] / "plugins" / "filter"
 
 
@@ -49,3 +51,27 @@ def test_pin_version_pins_only_listed_packages() -> None:
     assert pin("docker-ce", ["docker-ce"], "5:27.3.1") == "docker-ce=5:27.3.1"
     assert pin("containerd.io", ["docker-ce"], "5:27.3.1") == "containerd.io"
     assert pin("docker-ce", ["docker-ce"], "") == "docker-ce"
+
+
+def test_outer_seccomp_moves_refused_syscalls_out_of_every_rule_and_appends_ours() -> None:
+    build = _load("outer_seccomp").outer_seccomp
+    docker = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [
+            {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["fsopen", "mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["X"]}},
+            {"names": ["move_mount"], "action": "SCMP_ACT_ALLOW"},
+        ],
+    }
+    got = build(docker, ["pivot_root"], ["fsopen", "move_mount"])
+    assert got["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert got["syscalls"] == [
+        {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["X"]}},
+        {"names": ["fsopen", "move_mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["pivot_root"], "action": "SCMP_ACT_ALLOW"},
+    ]
+    assert docker["syscalls"][1]["names"] == ["fsopen", "mount"], "the input was modified"
+    assert build(docker, [], []) == docker
+    with pytest.raises(ValueError, match="both allowed and refused"):
+        build(docker, ["fsopen"], ["fsopen"])

@@ -40,7 +40,8 @@ SCRIPT = (Path(__file__).parent / "files" / "probes.sh").read_text()
 IMAGE = "fortress/smoke:busybox"
 OPEN, CLOSED, NA = "OPEN", "closed", "na"
 # Deliberately weak: root, runc, the capabilities an attacker wants, no seccomp filter,
-# /proc unmasked and /proc/sys writable, the host's PID namespace, a default network.
+# /proc unmasked and /proc/sys writable, the host's PID and cgroup namespaces, a default
+# network.
 WEAK_CAPS = ["SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "MKNOD"]
 WEAK_SECURITY = [
     "seccomp=unconfined", "systempaths=unconfined", "apparmor=unconfined",
@@ -261,7 +262,7 @@ def run_sandboxed(host: Shell, user: str | None = None) -> str:
 
 def weak_options(*extra: str) -> list[str]:
     """`docker run` options of the weak control (the CLI: the SDK has no systempaths)."""
-    options = ["--runtime", "runc", "--user", "0", "--pid", "host"]
+    options = ["--runtime", "runc", "--user", "0", "--pid", "host", "--cgroupns", "host"]
     options += [f"--cap-add={cap}" for cap in WEAK_CAPS]
     options += [f"--security-opt={opt}" for opt in WEAK_SECURITY]
     return [*options, *extra]
@@ -339,11 +340,6 @@ def cve_2024_21626(host: LabHost) -> dict[str, Any]:
             "control_patched": patched}  # fmt: skip
 
 
-# Root in the outer container on a VM lab host with the fortress-outer AppArmor profile
-# enforced (cgroup v2, private cgroup namespace): filled in from a VM run.
-OUTER_WITH_APPARMOR: dict[str, str] = {}
-
-
 def oci_no_new_privileges(host: LabHost) -> bool:
     """gVisor's /proc/self/status has no NoNewPrivs line: read the flag from the OCI spec
     the inner daemon handed runsc for a library sandbox (runsc applies it)."""
@@ -385,6 +381,22 @@ OUTER_WITHOUT_LSM = {
     "host_processes_visible": CLOSED,
     "network_interfaces": OPEN,  # its own bridge network (ICC off)
     "rootfs_writable": OPEN,
+}
+
+
+# Root in the outer container on a VM lab host with the fortress-outer AppArmor profile
+# enforced (Debian 12, kernel 6.1, cgroup v2, private cgroup namespace): what the profile
+# (with the new mount API refused by seccomp, see outer_sandbox_seccomp_enosys_syscalls)
+# closes that DinD without an LSM leaves open: binfmt_misc. Still open: the outer's own
+# capabilities, mounts in its own mount namespace (a /sys remount too: the profile's file
+# rules deny writes under /sys outside the cgroup tree), host paths in mountinfo, its own
+# root filesystem and bridge interface.
+OUTER_WITH_APPARMOR = {
+    **OUTER_WITHOUT_LSM,
+    "modprobe": CLOSED,  # exists on this kernel; read-only /proc/sys and the profile
+    "sysrq_trigger": CLOSED,
+    "kcore": CLOSED,
+    "binfmt_misc": CLOSED,
 }
 
 

@@ -164,7 +164,8 @@ probe_kcore() {
 	fi
 }
 probe_kallsyms() {
-	addr=$(head -n 1 /proc/kallsyms 2>/dev/null | { read -r a _ && echo "$a"; })
+	# The first text symbol (the first lines are per-CPU symbols, at 0 even when shown).
+	addr=$(grep -m 1 ' [Tt] ' /proc/kallsyms 2>/dev/null | { read -r a _ && echo "$a"; })
 	case "$addr" in
 	"" | *[!0]*) ;;
 	*) addr="" ;;
