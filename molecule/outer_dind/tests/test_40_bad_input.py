@@ -14,7 +14,7 @@ testinfra_hosts = [f"ansible://{PLATFORM}"]
 BAD_INPUT = {
     "no second wall and no acknowledgement": (
         {"outer_sandbox_acknowledge_no_second_wall": False},
-        ["Refusing to deploy", "release_agent", "outer_sandbox_acknowledge_no_second_wall"],
+        ["Refusing to deploy", "binfmt_misc", "outer_sandbox_acknowledge_no_second_wall"],
     ),
     "instance name with a space": (
         {"outer_sandbox_instances": [{"name": "Tenant A"}]},
