@@ -1,17 +1,18 @@
 """The adversarial probes of docs/threat-model.md, against any place a process can run.
 
 One implementation of each probe (files/probes.sh, plus the host-side probes below), several
-places to run it:
+places to run the script, on any `Shell` (a container lab host, `LabHost`, or a testinfra
+host, `RemoteHost`):
 
-- `Sandboxed`: a sandbox made by the Fortress lifecycle library (plugins/module_utils/
-  sandbox.py, the code the modules run), as root or as its default non-root user;
-- `Weak`: the control, a deliberately weak container (plain runc, extra capabilities, no
-  seccomp, unmasked /proc) on the same lab host, which must show each weakness the probe
-  looks for: a probe whose control stays green proves nothing;
-- `OuterRoot`: root inside the outer container, as if gVisor had been escaped.
+- `run_sandboxed`: in a sandbox made by the Fortress lifecycle library installed on the host
+  (the code the modules run), through the outer's socket, as root or as its default user;
+- `run_weak`: the control, a deliberately weak container (plain runc, extra capabilities, no
+  seccomp, unmasked /proc) on the same host, which must show each weakness the probe looks
+  for: a probe whose control stays green proves nothing;
+- `run_outer_root`: as root inside the outer container, as if gVisor had been escaped.
 
-A lab host is reached from this machine through /proc/<pid>/root of its container, so the
-library talks to the lab host's sockets exactly as it would on the host itself.
+The host-side probes (sandbox pairs, persistence, exhaustion, faults) drive the library from
+this machine, reaching a container lab host's sockets through /proc/<pid>/root.
 """
 
 from __future__ import annotations
@@ -191,9 +192,6 @@ class LabHost(Shell):
         # (no symlinks, root-owned) rightly refuses; that check has tests of its own.
         return lib.Sandboxes(socket_path=sock, audit_log=None, check=False)
 
-    def outer_container(self) -> Any:
-        return self.container.client.containers.get(f"fortress-outer-{self.outer}")
-
     def outer_exec(self, argv: list[str], env: dict[str, str] | None = None) -> str:
         """Run argv as root in the outer container (through the lab host's dockerd)."""
         outer = self.docker().containers.get(f"fortress-outer-{self.outer}")
@@ -206,10 +204,6 @@ def unique(what: str) -> str:
 
 
 # --- where the script runs ------------------------------------------------------------------
-
-
-def sandbox_env(host: Shell) -> dict[str, str]:
-    return {"HOST_KERNEL": host.kernel}
 
 
 @contextmanager
@@ -398,13 +392,6 @@ OUTER_WITH_APPARMOR = {
     "kcore": CLOSED,
     "binfmt_misc": CLOSED,
 }
-
-
-def _pair(start_a: Any, probe_b: Any) -> str:
-    """Start A, then run B's probe; B's output."""
-    with start_a() as a:
-        time.sleep(0.5)
-        return probe_b(a)
 
 
 SERVE = (
