@@ -20,6 +20,7 @@ import pytest
 from fortress_lab import leakcheck
 from fortress_lab.common import client
 from fortress_lab.playbook import run_playbook
+from fortress_lab.pytest_plugin import reaper_paused
 
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
 IMAGE = "fortress/smoke:busybox"
@@ -148,6 +149,11 @@ def test_bad_input_fails_clearly_and_leaves_nothing(
 
 
 def test_reap_removes_only_expired_fortress_sandboxes(inventory, daemon, no_leaks_in_host) -> None:
+    with reaper_paused(host_sh):  # the host's own reaper would race this one for "old"
+        reap_only_expired(inventory, daemon)
+
+
+def reap_only_expired(inventory: Path, daemon: dict[str, str]) -> None:
     docker = docker_cli(daemon)
     module(
         inventory,

@@ -22,6 +22,7 @@ import pytest
 
 from fortress_lab import adversary as adv
 from fortress_lab import leakcheck
+from fortress_lab.pytest_plugin import reaper_paused
 
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
 FOREVER = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
@@ -206,11 +207,13 @@ def test_a_missing_command_is_refused_and_the_reaper_removes_what_runsc_leaves(h
     container and its shim after Docker forgot it: the refusal is one sentence, and the
     host's reaper (sandbox_reaper role, on its timer or started by hand) deletes it."""
     boxes = host.sandboxes()
-    with pytest.raises(lib.SandboxError, match=r"Docker refused the sandbox: .*nonexistent"):
-        boxes.create(lib.SandboxSpec(image=adv.IMAGE, command=["/nonexistent"], owner="faults"))
-    stale = containerd_ids(host) - {c.id for c in boxes.client.containers.list(all=True)}
-    assert stale, "runsc left nothing behind this time: the reaper's cleanup is untested"
-    host.sh("systemctl start fortress-reap.service")
+    with reaper_paused(host.sh):  # so that the leftover is there to be seen first
+        with pytest.raises(lib.SandboxError, match=r"Docker refused the sandbox: .*nonexistent"):
+            spec = lib.SandboxSpec(image=adv.IMAGE, command=["/nonexistent"], owner="faults")
+            boxes.create(spec)
+        stale = containerd_ids(host) - {c.id for c in boxes.client.containers.list(all=True)}
+        assert stale, "runsc left nothing behind this time: the reaper's cleanup is untested"
+        host.sh("systemctl start fortress-reap.service")
     journal = host.sh("journalctl -u fortress-reap --since -3min --no-pager -o cat")
     print(journal)
     assert all(cid in journal for cid in stale), journal

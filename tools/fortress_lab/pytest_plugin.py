@@ -19,7 +19,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,21 @@ def leak_check(request: pytest.FixtureRequest) -> Iterator[Snapshot]:
     marker = request.node.get_closest_marker("leak_check")
     with no_leaks(**(marker.kwargs if marker else {})) as before:
         yield before
+
+
+@contextmanager
+def reaper_paused(sh: Callable[[str], Any]) -> Iterator[None]:
+    """A lab host's reaper timer stopped, and a run of it in progress finished, for a test
+    that races it (a sandbox with a 1 s TTL, a containerd leftover); started again after.
+    `sh` runs a shell command on the lab host."""
+    sh(
+        'systemctl stop fortress-reap.timer; while [ "$(systemctl show -p ActiveState'
+        ' --value fortress-reap.service)" = activating ]; do sleep 0.2; done'
+    )
+    try:
+        yield
+    finally:
+        sh("systemctl start fortress-reap.timer")
 
 
 def run_cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
