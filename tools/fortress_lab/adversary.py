@@ -223,24 +223,19 @@ def sandboxed(host: LabHost, user: str | None = None, **spec: Any) -> Iterator[t
         boxes.remove(name)
 
 
-# Runs on the host itself with the library site.yml installed there: a sandbox made exactly as
-# the modules make it, through the outer's socket, running the probe script once.
+# Runs on the host itself with the library site.yml installed there: the library's one-shot
+# task (create, exec, always destroy), exactly as the modules make a sandbox, through the
+# outer's socket, running the probe script once.
 RUNNER = """
 import os, sys
 sys.path.insert(0, "/usr/local/lib/fortress")
 from sandbox import Sandboxes, SandboxSpec
 boxes = Sandboxes(socket_path=os.environ["PROBE_SOCKET"], audit_log=None)
-forever = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 user = {"user": os.environ["PROBE_USER"]} if os.environ.get("PROBE_USER") else {}
-box = boxes.create(SandboxSpec(image=os.environ["PROBE_IMAGE"], command=forever,
-                               owner="probes", **user))
-try:
-    env = {"HOST_KERNEL": os.environ["HOST_KERNEL"]}
-    done = boxes.exec(box.name, ["/bin/sh", "-c", os.environ["PROBE_SCRIPT"]], env=env,
-                      timeout=120)
-    sys.stdout.write(done.stdout + done.stderr)
-finally:
-    boxes.remove(box.name)
+spec = SandboxSpec(image=os.environ["PROBE_IMAGE"], owner="probes",
+                   env={"HOST_KERNEL": os.environ["HOST_KERNEL"]}, **user)
+done = boxes.task(spec, ["/bin/sh", "-c", os.environ["PROBE_SCRIPT"]], timeout=120)
+sys.stdout.write(done.stdout + done.stderr)
 """
 
 
