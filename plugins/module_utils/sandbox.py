@@ -70,6 +70,8 @@ DEFAULT_SOCKET = "/run/docker.sock"
 DEFAULT_WORKSPACE_ROOT = "/var/lib/fortress/workspaces"
 DEFAULT_AUDIT_LOG = "/var/log/fortress/sandbox-audit.log"
 DEFAULT_USER = "65534:65534"  # nobody
+# The command of a sandbox that waits for execs (and stops at once on SIGTERM).
+KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 NOT_A_TARGET = (
     "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run",
     "/sbin", "/sys", "/usr", "/var/run",
@@ -548,7 +550,7 @@ class Sandboxes:
         """Ephemeral one-shot: create, run, collect, always destroy."""
         keep_alive = replace(
             spec,
-            command=["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"],
+            command=KEEP_ALIVE,
             name=spec.name or f"fortress-task-{os.urandom(6).hex()}",
         )
         container = self.create(keep_alive)

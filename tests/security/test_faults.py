@@ -25,7 +25,6 @@ from fortress_lab import leakcheck
 from fortress_lab.pytest_plugin import reaper_paused
 
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
-FOREVER = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 RUNSC = "/usr/bin/runsc"  # in the outer image; the inner daemon.json points at it
 DAEMON_JSON = "/etc/fortress/outer/default/daemon.json"  # on the lab host, bound into the outer
 # A runtime that is not gVisor under runsc's name: drops runsc's flags and runs runc (with
@@ -50,7 +49,7 @@ def host(sandbox_lab: Path) -> adv.LabHost:
 
 
 def spec(**extra: Any) -> Any:
-    return lib.SandboxSpec(image=adv.IMAGE, command=FOREVER, owner="faults", **extra)
+    return lib.SandboxSpec(image=adv.IMAGE, command=lib.KEEP_ALIVE, owner="faults", **extra)
 
 
 def daemon_back(host: adv.LabHost, timeout: float = 120) -> Any:

@@ -212,10 +212,11 @@ def sandboxed(host: LabHost, user: str | None = None, **spec: Any) -> Iterator[t
     lib = load_library()
     boxes = host.sandboxes()
     name = unique("sbx")
-    forever = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
     options = {"user": user} if user else {}
     container = boxes.create(
-        lib.SandboxSpec(image=IMAGE, name=name, command=forever, owner="probes", **options, **spec)
+        lib.SandboxSpec(
+            image=IMAGE, name=name, command=lib.KEEP_ALIVE, owner="probes", **options, **spec
+        )
     )
     try:
         yield boxes, container.name
@@ -455,15 +456,10 @@ def persistence(host: LabHost) -> dict[str, str]:
     lib = load_library()
     boxes = host.sandboxes()
     name = unique("persist")
-    spec = {"image": IMAGE, "name": name, "owner": "probes"}
-    forever = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
     ours = ""
-    for step in ("echo fortress-persist > /tmp/p", "cat /tmp/p"):
-        boxes.create(lib.SandboxSpec(command=forever, **spec))
-        try:
-            ours = boxes.exec(name, ["/bin/sh", "-c", step], timeout=30).stdout
-        finally:
-            boxes.remove(name)
+    for step in ("echo fortress-persist > /tmp/p", "cat /tmp/p"):  # one name, two tasks
+        spec = lib.SandboxSpec(image=IMAGE, name=name, owner="probes")
+        ours = boxes.task(spec, ["/bin/sh", "-c", step], timeout=30).stdout
     engine = host.docker()
     volume = unique("vol")
     control = ""
