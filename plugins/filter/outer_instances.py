@@ -6,6 +6,9 @@ import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
+    EGRESS_NETWORK_PREFIX,
+)
 
 DOCUMENTATION = r"""
 name: outer_instances
@@ -13,6 +16,8 @@ short_description: Expand the outer_sandbox role's instance list
 description:
   - Merges each item of O(_input) over O(defaults), expands C({name}) in the network name and
     adds the derived names the role uses for the instance (container, volume, host paths).
+  - An item with C(egress) (an egress policy's name) gets that policy's network,
+    C(fortress-egress-<policy>), instead of its C(network).
   - Fails with one sentence when an item has no valid name or two items share a name.
 positional: defaults, config_dir, socket_root
 options:
@@ -54,6 +59,7 @@ _value:
 """
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
+POLICY = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
 
 
 def outer_instances(
@@ -77,9 +83,18 @@ def outer_instances(
         seen.add(name)
         merged = {**defaults, **item}
         network = merged.get("network")
+        egress = merged.get("egress")
+        if egress is not None:
+            if not isinstance(egress, str) or not POLICY.match(egress):
+                raise AnsibleFilterError(
+                    f"outer_sandbox_instances: instance {name!r}: egress {egress!r} is not an "
+                    "egress policy name (1-12 lower-case letters, digits or '-')."
+                )
+            network = EGRESS_NETWORK_PREFIX + egress
         out.append(
             {
                 **merged,
+                "egress": egress,
                 "network": network.replace("{name}", name) if network else None,
                 "container": f"fortress-outer-{name}",
                 "volume": f"fortress-outer-{name}-docker",

@@ -61,10 +61,17 @@ LABEL_EXPIRES = f"{LABEL}.expires"
 LABEL_SPEC = f"{LABEL}.spec"
 LABEL_NETWORK = f"{LABEL}.network"
 LABEL_IMAGE = f"{LABEL}.image"
-# Egress contract (enforced by the egress role): a sandbox whose `network` is policy P joins
-# the Docker network EGRESS_NETWORK_PREFIX + P, which carries the label EGRESS_POLICY_LABEL=P.
+# Egress contract (the egress and outer_sandbox roles): an outer container on policy P's
+# internal network (EGRESS_NETWORK_PREFIX + P, whose only way out is P's proxy) runs an inner
+# daemon labelled EGRESS_POLICY_LABEL=P, EGRESS_PROXY_LABEL=<proxy URL> and
+# EGRESS_RUNTIME_LABEL=<a runsc runtime with --network=host>. A sandbox whose `network` is P
+# shares that outer's network namespace (Docker network mode host, under that runtime) and
+# gets the proxy in its environment; any other `network` value but none is refused there.
 EGRESS_NETWORK_PREFIX = "fortress-egress-"
 EGRESS_POLICY_LABEL = "io.fortress.egress.policy"
+EGRESS_PROXY_LABEL = "io.fortress.egress.proxy"
+EGRESS_RUNTIME_LABEL = "io.fortress.egress.runtime"
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 DEFAULT_SOCKET = "/run/docker.sock"
 DEFAULT_WORKSPACE_ROOT = "/var/lib/fortress/workspaces"
@@ -391,7 +398,7 @@ class Sandboxes:
     def create(self, spec: SandboxSpec, start: bool = True) -> Any:
         """Create (and start) a sandbox; on any failure nothing is left behind."""
         kwargs = self._create_kwargs(spec)
-        self.check_runtime(spec.runtime)
+        self.check_runtime(kwargs["runtime"])
         began = time.monotonic()
         container = None
         try:
@@ -641,7 +648,7 @@ class Sandboxes:
         memory = parse_size(spec.memory, "memory")
         tmpfs = parse_size(spec.tmpfs_size, "tmpfs_size")
         mounts = [check_mount(m, self.workspace_root) for m in spec.mounts]
-        network = self._network(spec.network)
+        network, runtime, proxy_env = self.network_plan(spec.network, spec.runtime)
         now = time.time()
         labels = {
             **spec.labels, LABEL: "1", LABEL_OWNER: spec.owner, LABEL_TTL: str(spec.ttl),
@@ -649,8 +656,9 @@ class Sandboxes:
             LABEL_NETWORK: spec.network, LABEL_IMAGE: spec.image,
         }  # fmt: skip
         return {
-            "name": spec.name, "command": spec.command, "environment": spec.env or None,
-            "working_dir": safe_workdir(spec.workdir), "user": spec.user, "runtime": spec.runtime,
+            "name": spec.name, "command": spec.command,
+            "environment": {**proxy_env, **spec.env} or None,
+            "working_dir": safe_workdir(spec.workdir), "user": spec.user, "runtime": runtime,
             "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
             "read_only": spec.read_only, "network_mode": network,
             "tmpfs": {"/tmp": f"size={tmpfs},mode=1777"},
@@ -661,20 +669,26 @@ class Sandboxes:
                         for m in mounts},
         }  # fmt: skip
 
-    def _network(self, policy: str) -> str:
+    def network_plan(self, policy: str, runtime: str) -> tuple[str, str, dict[str, str]]:
+        """(Docker network mode, runtime, proxy environment) for a sandbox's `network`."""
         if policy == "none":
-            return "none"
-        name = EGRESS_NETWORK_PREFIX + policy
-        try:
-            network = self.client.networks.get(name)
-        except docker.errors.NotFound as exc:
+            return "none", runtime, {}
+        labels = dict(
+            item.partition("=")[::2] for item in self.client.info().get("Labels") or []
+        )
+        have = labels.get(EGRESS_POLICY_LABEL)
+        if have != policy:
+            where = f"its outer container has policy {have!r}" if have else (
+                "it is not an outer container on an egress policy's network")
             raise SandboxError(
-                f"egress policy {policy!r} is not installed on this daemon (no network {name}): "
-                "converge the egress role, or use network: none."
-            ) from exc
-        if network.attrs.get("Labels", {}).get(EGRESS_POLICY_LABEL) != policy:
-            raise SandboxError(
-                f"network {name} is not a Fortress egress network for policy {policy!r}: "
-                "refusing it."
+                f"egress policy {policy!r} is not available on this daemon ({where}): create the "
+                f"sandbox through an outer container whose outer_sandbox_instances item has "
+                f"egress: {policy} (converge the egress role first), or use network: none."
             )
-        return name
+        proxy, egress_runtime = labels.get(EGRESS_PROXY_LABEL), labels.get(EGRESS_RUNTIME_LABEL)
+        if not proxy or not egress_runtime:
+            raise SandboxError(
+                f"this daemon names egress policy {policy!r} without its proxy or runtime "
+                f"({EGRESS_PROXY_LABEL}, {EGRESS_RUNTIME_LABEL}): converge outer_sandbox again."
+            )
+        return "host", egress_runtime, {key: proxy for key in PROXY_ENV}

@@ -75,7 +75,9 @@ options:
     type: str
     default: 512m
   network:
-    description: C(none) or an egress policy name, for a one-shot sandbox.
+    description:
+      - C(none) or an egress policy name, for a one-shot sandbox (see fortress.agents.sandbox's
+        O(fortress.agents.sandbox#module:network)).
     type: str
     default: none
 author:

@@ -226,25 +226,35 @@ def sandboxed(host: LabHost, user: str | None = None, **spec: Any) -> Iterator[t
 
 # Runs on the host itself with the library site.yml installed there: the library's one-shot
 # task (create, exec, always destroy), exactly as the modules make a sandbox, through the
-# outer's socket, running the probe script once.
+# outer's socket, running a script once. Its last line names the runtime the library picked
+# for the sandbox's network and that runtime's runsc flags (the network mode).
 RUNNER = """
-import os, sys
+import json, os, sys
 sys.path.insert(0, "/usr/local/lib/fortress")
 from sandbox import Sandboxes, SandboxSpec
 boxes = Sandboxes(socket_path=os.environ["PROBE_SOCKET"], audit_log=None)
 user = {"user": os.environ["PROBE_USER"]} if os.environ.get("PROBE_USER") else {}
 spec = SandboxSpec(image=os.environ["PROBE_IMAGE"], owner="probes",
-                   env={"HOST_KERNEL": os.environ["HOST_KERNEL"]}, **user)
+                   network=os.environ["PROBE_NETWORK"], env=json.loads(os.environ["PROBE_ENV"]),
+                   **user)
 done = boxes.task(spec, ["/bin/sh", "-c", os.environ["PROBE_SCRIPT"]], timeout=120)
 sys.stdout.write(done.stdout + done.stderr)
+runtime = boxes.network_plan(spec.network, spec.runtime)[1]
+args = boxes.client.info()["Runtimes"].get(runtime, {}).get("runtimeArgs", [])
+print()
+print("runtime", runtime, " ".join(args))
 """
 
 
-def run_sandboxed(host: Shell, user: str | None = None) -> str:
-    """The script in a sandbox the library on the host makes through the outer's socket."""
+def run_sandboxed(
+    host: Shell, user: str | None = None, script: str = SCRIPT, network: str = "none",
+    env: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """A script in a sandbox the library on the host makes through the outer's socket."""
     env = {
         "PROBE_SOCKET": f"/run/fortress/outer/{host.outer}/docker.sock", "PROBE_IMAGE": IMAGE,
-        "PROBE_USER": user or "", "HOST_KERNEL": host.kernel, "PROBE_SCRIPT": SCRIPT,
+        "PROBE_USER": user or "", "PROBE_SCRIPT": script, "PROBE_NETWORK": network,
+        "PROBE_ENV": json.dumps({"HOST_KERNEL": host.kernel, **(env or {})}),
     }  # fmt: skip
     assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     return host.sh(f"env {assignments} python3 -c {shlex.quote(RUNNER)}")

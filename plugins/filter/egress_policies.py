@@ -1,0 +1,195 @@
+"""Filter: the egress role's policies, validated, with their networks and proxy rules."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
+    EGRESS_NETWORK_PREFIX,
+)
+
+DOCUMENTATION = r"""
+name: egress_policies
+short_description: Expand and validate the egress role's policies
+description:
+  - Validates each policy of O(_input) and its C(allow) rules, and adds what the role derives
+    from it (Docker network, bridge, subnets, gateways, proxy URL, normalized rules).
+  - "Rules: C(HOST) or C(HOST:PORT) (port 443 when omitted), C(*.DOMAIN[:PORT]) for any name
+    below DOMAIN (not DOMAIN itself), C(A.B.C.D/N:PORT) and C([IPV6/N]:PORT) for addresses.
+    A host rule never matches an IP literal: the proxy refuses IP literals unless an address
+    rule allows them."
+  - A policy without C(subnet) or C(subnet6) gets the N-th /24 of O(pool4) and the N-th /64 of
+    O(pool6), N being its position in the list.
+  - Fails with one sentence naming the policy, the bad value and the fix.
+positional: pool4, pool6, port
+options:
+  _input:
+    description: The policies (C(egress_policies)); each needs C(name) and C(allow).
+    type: list
+    elements: dict
+    required: true
+  pool4:
+    description: IPv4 pool the policies' /24 subnets are taken from (C(egress_subnet_pool)).
+    type: str
+    required: true
+  pool6:
+    description: IPv6 pool the policies' /64 subnets are taken from (C(egress_subnet6_pool)).
+    type: str
+    required: true
+  port:
+    description: The port each policy's proxy listens on (C(egress_proxy_port)).
+    type: int
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Expanded policies
+  ansible.builtin.debug:
+    msg: >-
+      {{ [{'name': 'llm', 'allow': ['api.openai.com', '*.pythonhosted.org', '10.0.5.0/24:5432']}]
+         | fortress.agents.egress_policies('10.213.0.0/16', 'fd0f:e9e5:213::/48', 3128) }}
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - Each policy with C(network) (fortress-egress-NAME), C(bridge) (fe-NAME), C(subnet),
+      C(gateway), C(subnet6), C(gateway6), C(proxy) (the proxy URL sandboxes use) and C(rules)
+      (each C(host), C(suffix) or C(cidr), with C(port)).
+  type: list
+  elements: dict
+"""
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
+LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+HOST_RULE = re.compile(r"^(?P<host>[^:\[\]]+)(?::(?P<port>[0-9]+))?$")
+CIDR_RULE = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+/[0-9]+)):(?P<port>[0-9]+)$")
+
+BRIDGE_PREFIX = "fe-"
+
+
+def _fail(policy: str, msg: str) -> AnsibleFilterError:
+    return AnsibleFilterError(f"egress_policies: policy {policy!r}: {msg}")
+
+
+def _port(policy: str, rule: str, text: str | None, default: int | None) -> int:
+    if text is None:
+        if default is None:
+            raise _fail(policy, f"rule {rule!r} needs a port: write ADDRESS/N:PORT.")
+        return default
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise _fail(policy, f"rule {rule!r}: port {port} is not between 1 and 65535.")
+    return port
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_rule(policy: str, rule: Any) -> dict[str, Any]:
+    """One allow rule, normalized: {host|suffix|cidr, port}."""
+    if not isinstance(rule, str) or not rule.strip():
+        raise _fail(policy, f"rule {rule!r} is not a non-empty string.")
+    text = rule.strip().lower()
+    match = CIDR_RULE.match(text)
+    if match:
+        raw = match["v6"] or match["v4"]
+        try:
+            cidr = ipaddress.ip_network(raw, strict=False)
+        except ValueError as exc:
+            raise _fail(policy, f"rule {rule!r}: {raw!r} is not an address or network.") from exc
+        if match["v6"] and cidr.version != 6:
+            raise _fail(policy, f"rule {rule!r}: write IPv4 networks without brackets.")
+        return {"cidr": str(cidr), "port": _port(policy, rule, match["port"], None)}
+    match = HOST_RULE.match(text)
+    if not match or "/" in text:
+        raise _fail(
+            policy,
+            f"rule {rule!r} is neither HOST[:PORT], *.DOMAIN[:PORT], A.B.C.D/N:PORT nor "
+            "[IPV6/N]:PORT.",
+        )
+    host = match["host"].rstrip(".")
+    if _is_ip(host):
+        raise _fail(
+            policy,
+            f"rule {rule!r} names an address: write it as {host}/32:PORT (an address rule).",
+        )
+    wildcard = host.startswith("*.")
+    labels = (host[2:] if wildcard else host).split(".")
+    if len(host) > 253 or not all(LABEL.match(label) for label in labels):
+        raise _fail(policy, f"rule {rule!r}: {host!r} is not a valid host name.")
+    port = _port(policy, rule, match["port"], 443)
+    return {"suffix": host[1:], "port": port} if wildcard else {"host": host, "port": port}
+
+
+def _subnet(policy: str, given: Any, pool: str, index: int, prefix: int) -> ipaddress._BaseNetwork:
+    try:
+        if given:
+            return ipaddress.ip_network(str(given))
+        return list(ipaddress.ip_network(pool).subnets(new_prefix=prefix))[index]
+    except (ValueError, IndexError) as exc:
+        raise _fail(
+            policy,
+            f"no subnet: {given or pool!r} is not a network (or the pool has no /{prefix} "
+            f"left for policy number {index + 1}); set the policy's subnet.",
+        ) from exc
+
+
+def egress_policies(
+    policies: list[dict[str, Any]], pool4: str, pool6: str, port: int
+) -> list[dict[str, Any]]:
+    """Each policy validated and expanded (see DOCUMENTATION)."""
+    seen: set[str] = set()
+    out = []
+    for index, item in enumerate(policies or []):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not NAME.match(name):
+            raise AnsibleFilterError(
+                f"egress_policies: {name!r} is not a valid policy name: use 1-12 lower-case "
+                "letters, digits or '-', starting with a letter or digit (it names a bridge)."
+            )
+        if name in seen:
+            raise _fail(name, "the name is used twice: give each policy its own name.")
+        seen.add(name)
+        allow = item.get("allow")
+        if not isinstance(allow, list):
+            raise _fail(name, "allow must be a list of rules (an empty list allows nothing).")
+        rules: list[dict[str, Any]] = []
+        for rule in allow:
+            parsed = parse_rule(name, rule)
+            if parsed not in rules:
+                rules.append(parsed)
+        subnet = _subnet(name, item.get("subnet"), pool4, index, 24)
+        subnet6 = _subnet(name, item.get("subnet6"), pool6, index, 64)
+        if subnet.version != 4 or subnet6.version != 6:
+            raise _fail(name, "subnet must be an IPv4 network and subnet6 an IPv6 network.")
+        gateway, gateway6 = next(subnet.hosts()), next(subnet6.hosts())
+        out.append(
+            {
+                "name": name,
+                "allow": allow,
+                "rules": rules,
+                "network": EGRESS_NETWORK_PREFIX + name,
+                "bridge": BRIDGE_PREFIX + name,
+                "subnet": str(subnet),
+                "gateway": str(gateway),
+                "subnet6": str(subnet6),
+                "gateway6": str(gateway6),
+                "port": int(port),
+                "proxy": f"http://{gateway}:{int(port)}",
+            }
+        )
+    return out
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"egress_policies": egress_policies}

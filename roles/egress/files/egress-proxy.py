@@ -1,0 +1,273 @@
+#!/usr/bin/python3
+"""Fortress egress proxy: the only way out of an egress policy's internal Docker network.
+
+An HTTP proxy (absolute-URI requests for http://, CONNECT tunnels for everything else) that
+allows a request only when a rule of its policy names the target:
+  - host rules (exact name, or *.domain for the names below it) and port: the request must
+    name a host; an IP literal never matches a host rule;
+  - address rules (CIDR and port): the request names an address in the network.
+Every address a target resolves to is checked against the deny list (loopback, link-local
+and the metadata address, multicast, ...): a permitted name that resolves to a denied
+address is refused, and the proxy connects to exactly the address it checked (no second
+lookup). Sandboxes get no DNS: names are resolved here, only for permitted requests.
+
+Usage: egress-proxy CONFIG.json   (written by the fortress.agents.egress role)
+Python standard library only: it runs on the host, outside every sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+IP_FREEBIND = 15  # linux/in.h: bind an address the bridge does not carry yet
+IPV6_FREEBIND = 78  # linux/in6.h
+MAX_HEAD = 16384
+
+
+class Refused(Exception):
+    """A request the policy does not allow (403) or cannot serve (400, 502, 504)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address an IP literal names (brackets, IPv4-mapped IPv6 unwrapped), else None."""
+    try:
+        addr = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return addr.ipv4_mapped
+    return addr
+
+
+class Policy:
+    """The rules of one policy, from the role's configuration file."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.name = config["policy"]
+        self.hosts = {(r["host"], r["port"]) for r in config["rules"] if "host" in r}
+        self.suffixes = [(r["suffix"], r["port"]) for r in config["rules"] if "suffix" in r]
+        self.cidrs = [
+            (ipaddress.ip_network(r["cidr"]), r["port"]) for r in config["rules"] if "cidr" in r
+        ]
+        self.deny = [ipaddress.ip_network(c) for c in config["deny"]]
+
+    def check_target(self, host: str, port: int) -> None:
+        """Refuse a target no rule names (before any lookup)."""
+        addr = parse_ip(host)
+        if addr is not None:
+            if not any(addr in net and port == p for net, p in self.cidrs):
+                raise Refused(
+                    403,
+                    f"{host}:{port} is an IP literal no address rule allows: name a host the "
+                    "policy allows",
+                )
+            return
+        name = host.lower().rstrip(".")
+        if (name, port) in self.hosts:
+            return
+        if any(name.endswith(suffix) and port == p for suffix, p in self.suffixes):
+            return
+        raise Refused(403, f"{name}:{port} is not in the allow list")
+
+    def check_address(self, host: str, addr: str) -> None:
+        """Refuse an address on the deny list, whatever named it."""
+        ip = parse_ip(addr)
+        if ip is None or any(ip in net for net in self.deny):
+            raise Refused(403, f"{host} resolves to {addr}, a denied address")
+
+
+async def resolve(policy: Policy, host: str, port: int) -> list[str]:
+    """The addresses to try, each checked against the deny list."""
+    literal = parse_ip(host)
+    if literal is not None:
+        policy.check_address(host, str(literal))
+        return [str(literal)]
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )
+    except socket.gaierror as exc:
+        raise Refused(502, f"{host} does not resolve ({exc.strerror})") from exc
+    addrs: list[str] = []
+    for info in infos:
+        addr = str(info[4][0])
+        policy.check_address(host, addr)  # one denied address refuses the name
+        if addr not in addrs:
+            addrs.append(addr)
+    return addrs
+
+
+def split_authority(authority: str, default_port: int | None) -> tuple[str, int]:
+    """host and port of 'host:port' or '[v6]:port'."""
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    if not port_text:
+        if default_port is None:
+            raise Refused(400, f"CONNECT {authority}: give host:port")
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise Refused(400, f"{authority}: bad port")
+    return host, int(port_text)
+
+
+def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
+    """(method, host, port, request to send upstream; None for CONNECT)."""
+    try:
+        text = head.decode("latin-1")
+        line, _, rest = text.partition("\r\n")
+        method, target, version = line.split(" ")
+    except ValueError as exc:
+        raise Refused(400, "malformed request line") from exc
+    if method == "CONNECT":
+        host, port = split_authority(target, None)
+        return method, host, port, None
+    url = urlsplit(target)
+    if url.scheme != "http" or not url.netloc:
+        raise Refused(400, f"{target[:80]}: send http:// URLs in absolute form, tunnel the rest with CONNECT")
+    host, port = split_authority(url.netloc.rpartition("@")[2], 80)
+    path = url.path or "/"
+    if url.query:
+        path += "?" + url.query
+    headers = [
+        h for h in rest.split("\r\n")
+        if h and h.split(":", 1)[0].strip().lower()
+        not in ("proxy-connection", "proxy-authorization", "connection", "keep-alive")
+    ]  # fmt: skip
+    upstream = "\r\n".join([f"{method} {path} {version}", *headers, "Connection: close", "", ""])
+    return method, host, port, upstream.encode("latin-1")
+
+
+class Proxy:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.policy = Policy(config)
+        self.connect_timeout = float(config.get("connect_timeout", 10))
+        self.idle_timeout = float(config.get("idle_timeout", 300))
+        self.clients = asyncio.Semaphore(int(config.get("max_clients", 256)))
+
+    def log(self, verdict: str, client: str, target: str, detail: str) -> None:
+        print(f"{verdict} policy={self.policy.name} client={client} target={target} {detail}",
+              flush=True)  # fmt: skip
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = str(writer.get_extra_info("peername", ("?",))[0])
+        target = "?"
+        async with self.clients:
+            try:
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                except (asyncio.LimitOverrunError, asyncio.IncompleteReadError,
+                        asyncio.TimeoutError) as exc:  # fmt: skip
+                    raise Refused(400, "incomplete or oversized request head") from exc
+                method, host, port, upstream = parse_head(head)
+                target = f"{host}:{port}"
+                self.policy.check_target(host, port)
+                addrs = await resolve(self.policy, host, port)
+                up_reader, up_writer, addr = await self.connect(host, addrs, port)
+                self.log("allow", client, target, f"method={method} address={addr}")
+                if upstream is None:
+                    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:
+                    up_writer.write(upstream)
+                await asyncio.gather(
+                    self.pipe(reader, up_writer), self.pipe(up_reader, writer)
+                )
+            except Refused as exc:
+                self.log("deny", client, target, f"status={exc.status} reason={exc.reason!r}")
+                body = f"fortress egress policy {self.policy.name}: {exc.reason}\n".encode()
+                writer.write(
+                    f"HTTP/1.1 {exc.status} {'Forbidden' if exc.status == 403 else 'Refused'}\r\n"
+                    f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                    "X-Fortress-Egress: denied\r\nConnection: close\r\n\r\n".encode() + body
+                )
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                try:
+                    await writer.drain()
+                    writer.close()
+                    await writer.wait_closed()
+                except (ConnectionError, OSError):
+                    pass
+
+    async def connect(self, host: str, addrs: list[str], port: int) -> tuple[Any, Any, str]:
+        errors = []
+        for addr in addrs:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(addr, port), self.connect_timeout
+                )
+                return reader, writer, addr
+            except (OSError, asyncio.TimeoutError) as exc:
+                errors.append(f"{addr}: {exc.__class__.__name__}")
+        raise Refused(502, f"{host}:{port} did not accept a connection ({', '.join(errors)})")
+
+    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except (ConnectionError, OSError, asyncio.TimeoutError):
+            writer.close()
+
+
+def listen_socket(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    sock.bind((address, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(config: dict[str, Any]) -> None:
+    proxy = Proxy(config)
+    servers = [
+        await asyncio.start_server(proxy.handle, sock=listen_socket(a, config["port"]), limit=MAX_HEAD)
+        for a in config["listen"]
+    ]  # fmt: skip
+    print(f"policy {proxy.policy.name}: listening on "
+          + ", ".join(f"{a}:{config['port']}" for a in config["listen"]), flush=True)  # fmt: skip
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: egress-proxy CONFIG.json", file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8") as handle:
+        config = json.load(handle)
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"egress proxy {config.get('policy')}: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

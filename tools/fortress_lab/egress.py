@@ -1,0 +1,282 @@
+"""The egress tests: a world built on the lab host, and the requests a sandbox makes into it.
+
+One implementation for container lab hosts (`adversary.LabHost`) and VM lab hosts
+(`adversary.RemoteHost`). `world_up` builds, on the host itself and nowhere else:
+- a network namespace, fortress-world, behind a veth pair (fw-world on the host side) with
+  routes to its addresses: the stand-in for the internet, so that the proxy reaches it as
+  it would a remote server;
+- in it, HTTP servers that answer "world:NAME": api (198.51.100.10:80, the allowed API, named api.allowed.test), forbidden
+  (198.51.100.20:80, forbidden.test), cidr (198.51.100.30:8080, allowed by an address rule)
+  and cidr-other-port (:8081, not allowed), a fake metadata service (169.254.169.254:80, also
+  named meta.allowed.test, an allowed name), api6 (2001:db8:f0::10, api6.allowed.test) and
+  cidr6 ([2001:db8:f0::30]:8080);
+  and a DNS resolver on port 53 that answers every name with 198.51.100.99;
+- on the host, a service on all of its addresses (the policy network's gateways included),
+  port 18081, IPv4 and IPv6, and the same resolver: what a sandbox must not reach;
+- the names in /etc/hosts, where the proxy (on the host) resolves them.
+Every server logs each request it gets (`hits`): a refusal and a request that never arrived
+are told apart. `check` runs CHECKS in one sandbox on the policy (through the library, like
+the probes) and returns what each got: the HTTP status codes and the answering body.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fortress_lab.adversary import Shell, run_sandboxed
+from fortress_lab.common import LabError
+
+WORLD = (Path(__file__).parent / "files" / "egress_world.py").read_text()
+WORLD_DIR = "/run/fortress-egress-world"
+INTERFACE = "fw-world"
+NAMESPACE = "fortress-world"
+LINK4, LINK6 = ("192.0.2.1/30", "192.0.2.2/30"), ("fd0f:e9e5:ffff::1/64", "fd0f:e9e5:ffff::2/64")
+ADDRESSES = [
+    "198.51.100.10/32", "198.51.100.20/32", "198.51.100.30/32", "169.254.169.254/32",
+    "2001:db8:f0::10/128", "2001:db8:f0::30/128",
+]  # fmt: skip
+NAMES = {
+    "api.allowed.test": "198.51.100.10",
+    "forbidden.test": "198.51.100.20",
+    "meta.allowed.test": "169.254.169.254",
+    "api6.allowed.test": "2001:db8:f0::10",
+}
+POLICY = "lab"  # inventories/lab/group_vars and molecule/vm: the policy the world is for
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    target: str  # "proxy", "proxy6", or host:port
+    request: str  # sent as is (printf format: \r\n escapes, no %)
+    expect: str  # the verdict that passes: a body ("world:api"), "denied" or "none"
+    what: str
+
+    def script(self) -> str:
+        host, port = {
+            "proxy": ("$GW4", "$PORT"), "proxy6": ("$GW6", "$PORT"),
+        }.get(self.target, self.target.rsplit(":", 1))  # fmt: skip
+        return f'probe {self.name} {host} {port} "{self.request}"' 
+
+
+def _get(url: str, host: str) -> str:
+    return f"GET {url} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n"
+
+
+def _connect(authority: str) -> str:
+    return f"CONNECT {authority} HTTP/1.0\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n"
+
+
+CHECKS = [
+    Check("api", "proxy", _get("http://api.allowed.test/", "api.allowed.test"), "world:api",
+          "an allowed name, through the proxy"),
+    Check("api_over_ipv6", "proxy6", _get("http://api.allowed.test/", "api.allowed.test"),
+          "world:api", "the same through the proxy's IPv6 address"),
+    Check("api6", "proxy", _get("http://api6.allowed.test/", "api6.allowed.test"), "world:api6",
+          "an allowed name with an IPv6 address (the proxy's IPv6 path out)"),
+    Check("api_tunnel", "proxy", _connect("api.allowed.test:80"), "world:api",
+          "a CONNECT tunnel to an allowed name and port"),
+    Check("cidr", "proxy", _connect("198.51.100.30:8080"), "world:cidr",
+          "an address an address rule allows (CONNECT)"),
+    Check("cidr6", "proxy", _connect("[2001:db8:f0::30]:8080"), "world:cidr6",
+          "an IPv6 address an address rule allows"),
+    Check("forbidden", "proxy", _get("http://forbidden.test/", "forbidden.test"), "denied",
+          "a name the policy does not list"),
+    Check("api_wrong_port", "proxy", _connect("api.allowed.test:8081"), "denied",
+          "an allowed name on a port its rule does not list"),
+    Check("ip_literal", "proxy", _get("http://198.51.100.10/", "198.51.100.10"), "denied",
+          "the allowed API's own address as an IP literal (a domain is required)"),
+    Check("cidr_other_port", "proxy", _connect("198.51.100.30:8081"), "denied",
+          "an allowed address on another port"),
+    Check("metadata", "proxy", _get("http://169.254.169.254/", "169.254.169.254"), "denied",
+          "the metadata address through the proxy"),
+    Check("metadata_by_name", "proxy", _get("http://meta.allowed.test/", "meta.allowed.test"),
+          "denied", "an allowed name that resolves to the metadata address"),
+    Check("host_via_proxy", "proxy", _connect("$GW4:18081"), "denied",
+          "the host's own service through the proxy"),
+    Check("direct_api", "198.51.100.10:80", _get("/", "api.allowed.test"), "none",
+          "the allowed API without the proxy (direct-IP bypass)"),
+    Check("direct_metadata", "169.254.169.254:80", _get("/", "169.254.169.254"), "none",
+          "the metadata service without the proxy"),
+    Check("host_service", "$GW4:18081", _get("/", "host"), "none",
+          "a service on the host, at the network's IPv4 gateway"),
+    Check("host_service6", "$GW6:18081", _get("/", "host"), "none",
+          "a service on the host, at the network's IPv6 gateway"),
+]  # fmt: skip
+
+# DNS: nslookup against the resolver the sandbox was given (resolv.conf), the host's resolver
+# at the gateway (IPv4, IPv6) and the world's address: each must get no answer.
+DNS_CHECKS = {
+    "dns_default": "",
+    "dns_gateway": "$GW4",
+    "dns_gateway6": "$GW6",
+    "dns_world": "198.51.100.10",
+    "dns_world6": "2001:db8:f0::10",
+}
+
+SCRIPT_HEAD = r"""
+probe() {
+	out=$(printf "$4" | timeout 6 nc -w 4 "$2" "$3" 2>/dev/null | tr -d '\r')
+	codes=$(echo "$out" | sed -n 's/^HTTP\/1\.[01] \([0-9][0-9][0-9]\).*/\1/p' | tr '\n' ,)
+	body=$(echo "$out" | grep -E '^(world:|fortress egress)' | tail -n 1)
+	echo "check $1 ${codes:-none} ${body:-none}"
+}
+lookup() {
+	if timeout 5 nslookup leak.allowed.test $2 2>/dev/null | grep -q 198.51.100.99; then
+		echo "check $1 answered resolver"
+	else
+		echo "check $1 none none"
+	fi
+}
+echo "env HTTP_PROXY=${HTTP_PROXY:-unset}"
+"""
+
+
+def script() -> str:
+    lines = [SCRIPT_HEAD]
+    lines += [f"{c.script()} > /tmp/{c.name} &" for c in CHECKS]
+    lines += [f"lookup {name} {server} > /tmp/{name} &" for name, server in DNS_CHECKS.items()]
+    lines += ["wait", "cat /tmp/* 2>/dev/null"]
+    return "\n".join(lines) + "\n"
+
+
+def verdict(codes: str, body: str) -> str:
+    """What a check got: the world's answer ("world:NAME"), "denied" (the proxy's 403),
+    "answered" (a DNS answer), or "none" (nothing answered)."""
+    if codes == "answered":
+        return "answered"
+    if body.startswith("world:"):
+        return body
+    if "403" in codes.split(",") and body.startswith("fortress egress"):
+        return "denied"
+    return "none" if codes == "none" else f"other:{codes}:{body}"
+
+
+@dataclass
+class Outcome:
+    verdicts: dict[str, str]
+    runtime: str
+    env_proxy: str
+    raw: str
+
+
+def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
+    """The policy network's IPv4 and IPv6 gateways and the proxy port, from the network's
+    IPAM configuration and proxy label on the host's daemon."""
+    out = host.sh(f"docker network inspect fortress-egress-{policy}")
+    try:
+        net = json.loads(out)[0]
+    except (ValueError, IndexError) as exc:
+        raise LabError(f"no egress network for policy {policy} on the host: {out[:200]}") from exc
+    gws = [c["Gateway"] for c in net["IPAM"]["Config"] if c.get("Gateway")]
+    gw4 = next(g for g in gws if ipaddress.ip_address(g).version == 4)
+    gw6 = next(g for g in gws if ipaddress.ip_address(g).version == 6)
+    return gw4, gw6, int(net["Labels"]["io.fortress.egress.proxy"].rsplit(":", 1)[1])
+
+
+def check(host: Shell, policy: str = POLICY) -> Outcome:
+    """Every check, in one sandbox on the policy (all at once: about one nc timeout)."""
+    gw4, gw6, port = gateways(host, policy)
+    raw = run_sandboxed(
+        host, script=script(), network=policy, env={"GW4": gw4, "GW6": gw6, "PORT": str(port)}
+    )
+    verdicts, runtime, env_proxy = {}, "", ""
+    for line in raw.splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "check":
+            name, codes, body = (rest.split(" ", 2) + ["", ""])[:3]
+            verdicts[name] = verdict(codes, body)
+        elif word == "runtime":
+            runtime = rest
+        elif word == "env":
+            env_proxy = rest.partition("=")[2]
+    return Outcome(verdicts, runtime, env_proxy, raw)
+
+
+def world_up(host: Shell) -> None:
+    """Build the world on the host (idempotent: a previous world is torn down first)."""
+    world_down(host)
+    encoded = base64.b64encode(WORLD.encode()).decode()
+    hosts = "\n".join(f"{addr} {name} # fortress-egress-world" for name, addr in NAMES.items())
+    ns = f"ip netns exec {NAMESPACE}"
+    commands = [
+        "set -e",
+        f"ip netns add {NAMESPACE}",
+        f"ip link add {INTERFACE} type veth peer name {INTERFACE}-p netns {NAMESPACE}",
+        f"sysctl -qw net.ipv6.conf.{INTERFACE}.disable_ipv6=0",
+        f"{ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=0",
+        f"ip link set {INTERFACE} up && {ns} ip link set {INTERFACE}-p up && {ns} ip link set lo up",
+        f"ip addr add {LINK4[0]} dev {INTERFACE} && ip -6 addr add {LINK6[0]} dev {INTERFACE} nodad",
+        f"{ns} ip addr add {LINK4[1]} dev {INTERFACE}-p",
+        f"{ns} ip -6 addr add {LINK6[1]} dev {INTERFACE}-p nodad",
+        f"{ns} ip route add default via {LINK4[0].split('/')[0]}",
+        f"{ns} ip -6 route add default via {LINK6[0].split('/')[0]}",
+        *(f"{ns} ip addr add {a} dev lo" for a in ADDRESSES),
+        *(f"ip {'-6 ' if ':' in a else ''}route add {a} via {(LINK6 if ':' in a else LINK4)[1].split('/')[0]}"
+          for a in ADDRESSES),
+        f"mkdir -p {WORLD_DIR} && : > {WORLD_DIR}/hits",
+        f"echo {encoded} | base64 -d > {WORLD_DIR}/world.py",
+        # /etc/hosts may be a bind mount (container lab hosts): append, and remove in place.
+        f"printf '%s\\n' {shlex.quote(hosts)} >> /etc/hosts",
+        *(f"setsid {prefix}python3 {WORLD_DIR}/world.py {WORLD_DIR}/hits {side}"
+          f" > {WORLD_DIR}/log-{side} 2>&1 < /dev/null & echo $! >> {WORLD_DIR}/pids"
+          for side, prefix in (("remote", ns + " "), ("host", ""))),
+    ]  # fmt: skip
+    out = host.sh("\n".join(commands) + "\necho world-started")
+    if "world-started" not in out:
+        raise LabError(f"the egress test world did not start on the host: {out[-400:]}")
+    for _ in range(100):
+        log = host.sh(f"cat {WORLD_DIR}/log-remote {WORLD_DIR}/log-host")
+        if log.count("world ready") == 2:
+            return
+        if "Error" in log:
+            break
+        time.sleep(0.1)
+    raise LabError(f"the egress test world's servers did not start: {log[-600:]}")
+
+
+def world_down(host: Shell) -> None:
+    """Remove the world: servers, interface, names."""
+    host.sh(
+        f"[ -f {WORLD_DIR}/pids ] && kill $(cat {WORLD_DIR}/pids) 2>/dev/null; "
+        f"ip link del {INTERFACE} 2>/dev/null; ip netns del {NAMESPACE} 2>/dev/null; "
+        f"rm -rf {WORLD_DIR}; "
+        "grep -v 'fortress-egress-world' /etc/hosts > /tmp/hosts.fortress; "
+        "cat /tmp/hosts.fortress > /etc/hosts; rm -f /tmp/hosts.fortress; true"
+    )
+
+
+def hits(host: Shell) -> dict[str, int]:
+    """How many requests each world server got."""
+    counts: dict[str, int] = {}
+    for line in host.sh(f"cat {WORLD_DIR}/hits").splitlines():
+        name = line.split(" ", 1)[0]
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def control(host: Shell) -> dict[str, str]:
+    """The world answers from the host itself (outside every policy): each server that a
+    check expects nothing from does answer when asked directly, so "none" means blocked."""
+    gw4, gw6, _ = gateways(host)
+    out = host.sh(
+        "python3 - <<'EOF'\n"
+        "import socket, urllib.request\n"
+        f"for name, url in [('api', 'http://198.51.100.10/'), ('metadata', 'http://169.254.169.254/'),"
+        f" ('forbidden', 'http://198.51.100.20/'), ('host_service', 'http://{gw4}:18081/'),"
+        f" ('host_service6', 'http://[{gw6}]:18081/')]:\n"
+        "    try:\n"
+        "        body = urllib.request.urlopen(url, timeout=5).read().decode().strip()\n"
+        "    except OSError as exc:\n"
+        "        body = 'none ' + str(exc)\n"
+        "    print(name, body)\n"
+        "EOF"
+    )
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
