@@ -673,13 +673,14 @@ class Sandboxes:
         """(Docker network mode, runtime, proxy environment) for a sandbox's `network`."""
         if policy == "none":
             return "none", runtime, {}
-        labels = dict(
-            item.partition("=")[::2] for item in self.client.info().get("Labels") or []
-        )
+        labels = dict(item.partition("=")[::2] for item in self.client.info().get("Labels") or [])
         have = labels.get(EGRESS_POLICY_LABEL)
         if have != policy:
-            where = f"its outer container has policy {have!r}" if have else (
-                "it is not an outer container on an egress policy's network")
+            where = (
+                f"its outer container has policy {have!r}"
+                if have
+                else ("it is not an outer container on an egress policy's network")
+            )
             raise SandboxError(
                 f"egress policy {policy!r} is not available on this daemon ({where}): create the "
                 f"sandbox through an outer container whose outer_sandbox_instances item has "

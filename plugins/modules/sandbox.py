@@ -84,7 +84,7 @@ options:
     default: true
   network:
     description:
-      - C(none) (no network: only loopback) or the name of an egress policy.
+      - C(none) (no network, only loopback) or the name of an egress policy.
       - A policy is available only through an outer container on that policy's network
         (C(egress) in C(outer_sandbox_instances); the egress role creates the network, its
         proxy and its nftables rules). Its inner daemon carries the labels
@@ -94,8 +94,8 @@ options:
         under the outer's egress runtime (runsc C(--network=host), whatever O(runtime) says),
         and gets C(HTTP_PROXY), C(HTTPS_PROXY) (and lower-case) set to the policy's proxy, which
         allows only the hosts and addresses the policy lists. It has no DNS resolver that
-        answers: names are resolved by the proxy. Sandboxes of one outer on a policy share its
-        network stack (loopback included): give tenants separate outers.
+        answers; names are resolved by the proxy. Sandboxes of one outer on a policy share its
+        network stack (loopback included), so give tenants separate outers.
     type: str
     default: none
   owner:

@@ -52,23 +52,6 @@ def spec(**extra: Any) -> Any:
     return lib.SandboxSpec(image=adv.IMAGE, command=lib.KEEP_ALIVE, owner="faults", **extra)
 
 
-def daemon_back(host: adv.LabHost, timeout: float = 120) -> Any:
-    """The library on the outer's daemon once it answers again (restart policy)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return host.sandboxes()
-        except lib.SandboxError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-
-
-def restart_outer(host: adv.LabHost) -> Any:
-    host.docker().containers.get(f"fortress-outer-{host.outer}").restart(timeout=10)
-    return daemon_back(host)
-
-
 def assert_works_again(boxes: Any) -> None:
     result = boxes.task(spec(), ["echo", "fortress-ok"], timeout=60)
     assert result.stdout.strip() == "fortress-ok", result
@@ -98,7 +81,7 @@ def test_killing_the_inner_dockerd_during_a_task_fails_clearly(host) -> None:
         boxes.exec(name, ["sleep", "30"], timeout=60)
     killer.join()
     print(refused.value)
-    boxes = daemon_back(host)  # tini exits with dockerd; unless-stopped brings the outer back
+    boxes = host.wait_outer()  # tini exits with dockerd; unless-stopped brings the outer back
     with pytest.raises(lib.SandboxError, match="is not running") as stopped:
         boxes.exec(name, ["true"])
     print(stopped.value)
@@ -111,7 +94,7 @@ def test_restarting_the_outer_container_stops_its_sandboxes_cleanly(host) -> Non
     boxes = host.sandboxes()
     name = adv.unique("fault-restart")
     boxes.create(spec(name=name))
-    boxes = restart_outer(host)
+    boxes = host.restart_outer()
     with pytest.raises(lib.SandboxError, match="is not running"):
         boxes.exec(name, ["true"])
     assert boxes.remove(name)
@@ -164,13 +147,13 @@ def test_runsc_removed_from_the_inner_daemon_json_is_refused(host) -> None:
 
     adv.put_text(host.container, DAEMON_JSON, json.dumps(config, indent=2))
     try:
-        boxes = restart_outer(host)
+        boxes = host.restart_outer()
         with pytest.raises(lib.SandboxError, match="not a runsc runtime of this daemon") as err:
             boxes.create(spec(name=adv.unique("fault-nojson")))
         print(err.value)
     finally:
         adv.put_text(host.container, DAEMON_JSON, original)
-        boxes = restart_outer(host)
+        boxes = host.restart_outer()
     assert json.loads(host.sh(f"cat {DAEMON_JSON}")) == json.loads(original)
     assert_works_again(boxes)
 

@@ -65,13 +65,22 @@ def test_instances_expand_names_and_defaults() -> None:
         DEFAULTS, "/etc/fortress/outer/", "/run/fortress/outer",
     )  # fmt: skip
     assert got[0] == {
-        "name": "team-a", "state": "started", "memory": "2g",
+        "name": "team-a", "state": "started", "memory": "2g", "egress": None,
         "network": "fortress-outer-team-a", "container": "fortress-outer-team-a",
         "volume": "fortress-outer-team-a-docker", "config_dir": "/etc/fortress/outer/team-a",
         "socket_dir": "/run/fortress/outer/team-a",
         "socket": "/run/fortress/outer/team-a/docker.sock",
     }  # fmt: skip
     assert got[1]["memory"] == "1g" and got[1]["network"] is None
+
+
+def test_an_instance_on_an_egress_policy_gets_the_policys_network() -> None:
+    got = outer_instances([{"name": "a", "egress": "llm"}], DEFAULTS, "/etc/f", "/run/f")[0]
+    assert (got["egress"], got["network"]) == ("llm", "fortress-egress-llm")
+    with pytest.raises(
+        AnsibleFilterError, match="instance 'a': egress 'No Such' is not an egress policy name"
+    ):
+        outer_instances([{"name": "a", "egress": "No Such"}], DEFAULTS, "/etc/f", "/run/f")
 
 
 @pytest.mark.parametrize(

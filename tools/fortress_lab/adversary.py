@@ -192,6 +192,23 @@ class LabHost(Shell):
         # (no symlinks, root-owned) rightly refuses; that check has tests of its own.
         return lib.Sandboxes(socket_path=sock, audit_log=None, check=False)
 
+    def wait_outer(self, timeout: float = 120) -> Any:
+        """The library on the outer's daemon once it answers (after a restart)."""
+        lib = load_library()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.sandboxes()
+            except lib.SandboxError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def restart_outer(self) -> Any:
+        """Restart the outer container; the library on its daemon once it answers again."""
+        self.docker().containers.get(f"fortress-outer-{self.outer}").restart(timeout=10)
+        return self.wait_outer()
+
     def outer_exec(self, argv: list[str], env: dict[str, str] | None = None) -> str:
         """Run argv as root in the outer container (through the lab host's dockerd)."""
         outer = self.docker().containers.get(f"fortress-outer-{self.outer}")

@@ -5,11 +5,11 @@ One implementation for container lab hosts (`adversary.LabHost`) and VM lab host
 - a network namespace, fortress-world, behind a veth pair (fw-world on the host side) with
   routes to its addresses: the stand-in for the internet, so that the proxy reaches it as
   it would a remote server;
-- in it, HTTP servers that answer "world:NAME": api (198.51.100.10:80, the allowed API, named api.allowed.test), forbidden
-  (198.51.100.20:80, forbidden.test), cidr (198.51.100.30:8080, allowed by an address rule)
-  and cidr-other-port (:8081, not allowed), a fake metadata service (169.254.169.254:80, also
-  named meta.allowed.test, an allowed name), api6 (2001:db8:f0::10, api6.allowed.test) and
-  cidr6 ([2001:db8:f0::30]:8080);
+- in it, HTTP servers that answer "world:NAME": api (198.51.100.10:80, the allowed API,
+  named api.allowed.test), forbidden (198.51.100.20:80, forbidden.test), cidr
+  (198.51.100.30:8080, allowed by an address rule), cidr-other-port (:8081, not allowed), a
+  fake metadata service (169.254.169.254:80, also named meta.allowed.test, an allowed
+  name), api6 (2001:db8:f0::10, api6.allowed.test) and cidr6 ([2001:db8:f0::30]:8080),
   and a DNS resolver on port 53 that answers every name with 198.51.100.99;
 - on the host, a service on all of its addresses (the policy network's gateways included),
   port 18081, IPv4 and IPv6, and the same resolver: what a sandbox must not reach;
@@ -62,7 +62,7 @@ class Check:
         host, port = {
             "proxy": ("$GW4", "$PORT"), "proxy6": ("$GW6", "$PORT"),
         }.get(self.target, self.target.rsplit(":", 1))  # fmt: skip
-        return f'probe {self.name} {host} {port} "{self.request}"' 
+        return f'probe {self.name} {host} {port} "{self.request}"'
 
 
 def _get(url: str, host: str) -> str:
@@ -190,7 +190,7 @@ def check(host: Shell, policy: str = POLICY) -> Outcome:
     for line in raw.splitlines():
         word, _, rest = line.partition(" ")
         if word == "check":
-            name, codes, body = (rest.split(" ", 2) + ["", ""])[:3]
+            name, codes, body = [*rest.split(" ", 2), "", ""][:3]
             verdicts[name] = verdict(codes, body)
         elif word == "runtime":
             runtime = rest
@@ -211,14 +211,16 @@ def world_up(host: Shell) -> None:
         f"ip link add {INTERFACE} type veth peer name {INTERFACE}-p netns {NAMESPACE}",
         f"sysctl -qw net.ipv6.conf.{INTERFACE}.disable_ipv6=0",
         f"{ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=0",
-        f"ip link set {INTERFACE} up && {ns} ip link set {INTERFACE}-p up && {ns} ip link set lo up",
-        f"ip addr add {LINK4[0]} dev {INTERFACE} && ip -6 addr add {LINK6[0]} dev {INTERFACE} nodad",
+        f"ip link set {INTERFACE} up",
+        f"{ns} ip link set {INTERFACE}-p up && {ns} ip link set lo up",
+        f"ip addr add {LINK4[0]} dev {INTERFACE}",
+        f"ip -6 addr add {LINK6[0]} dev {INTERFACE} nodad",
         f"{ns} ip addr add {LINK4[1]} dev {INTERFACE}-p",
         f"{ns} ip -6 addr add {LINK6[1]} dev {INTERFACE}-p nodad",
         f"{ns} ip route add default via {LINK4[0].split('/')[0]}",
         f"{ns} ip -6 route add default via {LINK6[0].split('/')[0]}",
         *(f"{ns} ip addr add {a} dev lo" for a in ADDRESSES),
-        *(f"ip {'-6 ' if ':' in a else ''}route add {a} via {(LINK6 if ':' in a else LINK4)[1].split('/')[0]}"
+        *(f"ip route add {a} via {(LINK6 if ':' in a else LINK4)[1].split('/')[0]}"
           for a in ADDRESSES),
         f"mkdir -p {WORLD_DIR} && : > {WORLD_DIR}/hits",
         f"echo {encoded} | base64 -d > {WORLD_DIR}/world.py",

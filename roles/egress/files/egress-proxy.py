@@ -94,9 +94,7 @@ async def resolve(policy: Policy, host: str, port: int) -> list[str]:
         policy.check_address(host, str(literal))
         return [str(literal)]
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        )
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise Refused(502, f"{host} does not resolve ({exc.strerror})") from exc
     addrs: list[str] = []
@@ -137,7 +135,9 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
         return method, host, port, None
     url = urlsplit(target)
     if url.scheme != "http" or not url.netloc:
-        raise Refused(400, f"{target[:80]}: send http:// URLs in absolute form, tunnel the rest with CONNECT")
+        raise Refused(
+            400, f"{target[:80]}: send http:// URLs in absolute form, tunnel the rest with CONNECT"
+        )
     host, port = split_authority(url.netloc.rpartition("@")[2], 80)
     path = url.path or "/"
     if url.query:
@@ -169,8 +169,9 @@ class Proxy:
             try:
                 try:
                     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                except (asyncio.LimitOverrunError, asyncio.IncompleteReadError,
-                        asyncio.TimeoutError) as exc:  # fmt: skip
+                except (
+                    TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError
+                ) as exc:  # fmt: skip
                     raise Refused(400, "incomplete or oversized request head") from exc
                 method, host, port, upstream = parse_head(head)
                 target = f"{host}:{port}"
@@ -182,16 +183,15 @@ class Proxy:
                     writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 else:
                     up_writer.write(upstream)
-                await asyncio.gather(
-                    self.pipe(reader, up_writer), self.pipe(up_reader, writer)
-                )
+                await asyncio.gather(self.pipe(reader, up_writer), self.pipe(up_reader, writer))
             except Refused as exc:
                 self.log("deny", client, target, f"status={exc.status} reason={exc.reason!r}")
                 body = f"fortress egress policy {self.policy.name}: {exc.reason}\n".encode()
                 writer.write(
                     f"HTTP/1.1 {exc.status} {'Forbidden' if exc.status == 403 else 'Refused'}\r\n"
                     f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                    "X-Fortress-Egress: denied\r\nConnection: close\r\n\r\n".encode() + body
+                    "X-Fortress-Egress: denied\r\nConnection: close\r\n\r\n".encode()
+                    + body
                 )
             except (ConnectionError, OSError):
                 pass
@@ -211,7 +211,7 @@ class Proxy:
                     asyncio.open_connection(addr, port), self.connect_timeout
                 )
                 return reader, writer, addr
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 errors.append(f"{addr}: {exc.__class__.__name__}")
         raise Refused(502, f"{host}:{port} did not accept a connection ({', '.join(errors)})")
 
@@ -225,7 +225,7 @@ class Proxy:
                 await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()
-        except (ConnectionError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError, OSError):
             writer.close()
 
 
@@ -247,9 +247,11 @@ def listen_socket(address: str, port: int) -> socket.socket:
 async def serve(config: dict[str, Any]) -> None:
     proxy = Proxy(config)
     servers = [
-        await asyncio.start_server(proxy.handle, sock=listen_socket(a, config["port"]), limit=MAX_HEAD)
+        await asyncio.start_server(
+            proxy.handle, sock=listen_socket(a, config["port"]), limit=MAX_HEAD
+        )
         for a in config["listen"]
-    ]  # fmt: skip
+    ]
     print(f"policy {proxy.policy.name}: listening on "
           + ", ".join(f"{a}:{config['port']}" for a in config["listen"]), flush=True)  # fmt: skip
     await asyncio.gather(*(s.serve_forever() for s in servers))

@@ -24,9 +24,9 @@ SERVERS = {
         ("api6", "2001:db8:f0::10", 80),
         ("cidr6", "2001:db8:f0::30", 8080),
     ],
-    "host": [("host-service", "0.0.0.0", 18081), ("host-service6", "::", 18081)],
+    "host": [("host-service", "0.0.0.0", 18081), ("host-service6", "::", 18081)],  # noqa: S104
 }[SIDE]
-RESOLVERS = [(f"resolver-{SIDE}", "0.0.0.0", 53), (f"resolver6-{SIDE}", "::", 53)]
+RESOLVERS = [(f"resolver-{SIDE}", "0.0.0.0", 53), (f"resolver6-{SIDE}", "::", 53)]  # noqa: S104
 lock = threading.Lock()
 
 
@@ -37,7 +37,7 @@ def hit(name: str, client: str, what: str) -> None:
 
 def http(name: str, family: int) -> type:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             hit(name, self.client_address[0], self.path)
             body = f"world:{name}\n".encode()
             self.send_response(200)

@@ -1,0 +1,265 @@
+"""Pure pieces of egress control: the policy filter (rules, subnets, errors) and the proxy's
+decisions and plumbing (a real proxy on loopback, with a real upstream, no Docker). The
+enforcement itself is proven on lab hosts: tests/security/test_egress.py (container lab host)
+and molecule/vm/tests/test_40_vm_egress.py (VM lab host)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from test_filters import _load as load_filter_module
+
+from fortress_lab.adversary import load_library
+
+ROOT = Path(__file__).resolve().parents[2]
+filters = load_filter_module("egress_policies")
+egress_policies = filters.egress_policies
+
+
+def _proxy_module():
+    spec = importlib.util.spec_from_file_location(
+        "fortress_egress_proxy", ROOT / "roles" / "egress" / "files" / "egress-proxy.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+proxy = _proxy_module()
+
+
+def expand(*rules: str, **extra: object) -> dict:
+    return egress_policies([{"name": "p", "allow": list(rules), **extra}], "10.213.0.0/16",
+                           "fd0f:e9e5:213::/48", 3128)[0]  # fmt: skip
+
+
+# --- the filter ---------------------------------------------------------------------------
+
+
+def test_rules_are_normalized() -> None:
+    got = expand("API.example.com", "api.example.com:8080", "*.pythonhosted.org",
+                 "10.0.5.0/24:5432", "[2001:db8::/32]:443", "api.example.com")["rules"]  # fmt: skip
+    assert got == [
+        {"host": "api.example.com", "port": 443},
+        {"host": "api.example.com", "port": 8080},
+        {"suffix": ".pythonhosted.org", "port": 443},
+        {"cidr": "10.0.5.0/24", "port": 5432},
+        {"cidr": "2001:db8::/32", "port": 443},
+    ]
+
+
+def test_networks_are_derived_from_the_position_in_the_pools() -> None:
+    policies = egress_policies(
+        [{"name": "a", "allow": []}, {"name": "b", "allow": [], "subnet": "192.168.7.0/24"}],
+        "10.213.0.0/16", "fd0f:e9e5:213::/48", 3128,
+    )  # fmt: skip
+    a, b = policies
+    assert (a["network"], a["bridge"], a["subnet"], a["gateway"]) == (
+        "fortress-egress-a", "fe-a", "10.213.0.0/24", "10.213.0.1")  # fmt: skip
+    assert (a["subnet6"], a["gateway6"], a["proxy"]) == (
+        "fd0f:e9e5:213::/64", "fd0f:e9e5:213::1", "http://10.213.0.1:3128")  # fmt: skip
+    assert (b["subnet"], b["gateway"], b["subnet6"]) == (
+        "192.168.7.0/24", "192.168.7.1", "fd0f:e9e5:213:1::/64")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("10.0.0.1", r"names an address: write it as 10.0.0.1/32:PORT"),
+        ("10.0.0.0/8", r"is neither HOST\[:PORT\]"),
+        ("10.0.0.0/33:80", r"is not an address or network"),
+        ("[10.0.0.0/8]:80", r"write IPv4 networks without brackets"),
+        ("api.example.com:70000", r"port 70000 is not between 1 and 65535"),
+        ("bad_name.example.com", r"is not a valid host name"),
+        ("", r"is not a non-empty string"),
+    ],
+)
+def test_bad_rules_are_one_sentence(rule: str, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=r"policy 'p': rule .*" + message):
+        expand(rule)
+
+
+@pytest.mark.parametrize(
+    ("policies", "message"),
+    [
+        ([{"name": "Bad Name", "allow": []}], r"'Bad Name' is not a valid policy name"),
+        ([{"name": "much-too-long-name", "allow": []}], r"is not a valid policy name"),
+        ([{"name": "a", "allow": []}, {"name": "a", "allow": []}], r"used twice"),
+        ([{"name": "a", "allow": "api.example.com"}], r"allow must be a list"),
+        ([{"name": "a", "allow": [], "subnet": "fd00::/64"}], r"subnet must be an IPv4 network"),
+    ],
+)
+def test_bad_policies_are_one_sentence(policies: list, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        egress_policies(policies, "10.213.0.0/16", "fd0f:e9e5:213::/48", 3128)
+
+
+def test_the_filters_and_the_library_agree_on_the_network_prefix() -> None:
+    lib = load_library()
+    assert filters.EGRESS_NETWORK_PREFIX == lib.EGRESS_NETWORK_PREFIX
+    assert load_filter_module("outer_instances").EGRESS_NETWORK_PREFIX == lib.EGRESS_NETWORK_PREFIX
+
+
+# --- the proxy's decisions ------------------------------------------------------------------
+
+POLICY = proxy.Policy({
+    "policy": "p",
+    "rules": expand("api.example.com", "api.example.com:8080", "*.mirror.test:80",
+                    "10.0.5.0/24:5432", "[2001:db8::/32]:443")["rules"],
+    "deny": ["127.0.0.0/8", "169.254.0.0/16", "::1/128"],
+})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("host", "port"),
+    [("api.example.com", 443), ("API.Example.com.", 8080), ("a.mirror.test", 80),
+     ("x.y.mirror.test", 80), ("10.0.5.7", 5432), ("2001:db8::1", 443), ("[2001:db8::1]", 443)],
+)  # fmt: skip
+def test_targets_a_rule_names_pass(host: str, port: int) -> None:
+    POLICY.check_target(host, port)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "reason"),
+    [
+        ("api.example.com", 80, "not in the allow list"),
+        ("mirror.test", 80, "not in the allow list"),  # the suffix rule is below the domain
+        ("evil-mirror.test", 80, "not in the allow list"),
+        ("api.example.com.evil.test", 443, "not in the allow list"),
+        ("93.184.216.34", 443, "IP literal no address rule allows"),  # a domain is required
+        ("10.0.5.7", 22, "IP literal no address rule allows"),
+        ("::ffff:10.0.5.7", 22, "IP literal no address rule allows"),
+    ],
+)
+def test_targets_no_rule_names_are_refused(host: str, port: int, reason: str) -> None:
+    with pytest.raises(proxy.Refused, match=reason) as refused:
+        POLICY.check_target(host, port)
+    assert refused.value.status == 403
+
+
+@pytest.mark.parametrize("addr", ["169.254.169.254", "127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_denied_addresses_are_refused_whatever_named_them(addr: str) -> None:
+    with pytest.raises(proxy.Refused, match="a denied address"):
+        POLICY.check_address("api.example.com", addr)
+
+
+def test_request_heads_are_parsed_and_rewritten() -> None:
+    method, host, port, upstream = proxy.parse_head(
+        b"GET http://api.example.com:8080/v1?q=1 HTTP/1.1\r\nHost: api.example.com\r\n"
+        b"Proxy-Authorization: secret\r\nConnection: keep-alive\r\n\r\n"
+    )
+    assert (method, host, port) == ("GET", "api.example.com", 8080)
+    assert upstream == (b"GET /v1?q=1 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close"
+                        b"\r\n\r\n")  # fmt: skip
+    assert proxy.parse_head(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n")[:3] == (
+        "CONNECT", "2001:db8::1", 443)  # fmt: skip
+    for bad in (b"GET https://api.example.com/ HTTP/1.1\r\n\r\n", b"CONNECT api HTTP/1.1\r\n\r\n",
+                b"nonsense\r\n\r\n"):  # fmt: skip
+        with pytest.raises(proxy.Refused) as refused:
+            proxy.parse_head(bad)
+        assert refused.value.status == 400
+
+
+# --- a real proxy on loopback ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[int]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"upstream {self.path} {self.headers.get('Connection')}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def running_proxy(upstream: int) -> Iterator[int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = {
+        "policy": "t", "listen": ["127.0.0.1"], "port": port, "deny": ["169.254.0.0/16"],
+        "rules": [
+            {"host": "localhost", "port": upstream}, {"cidr": "127.0.0.1/32", "port": upstream}
+        ],
+    }  # fmt: skip
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(proxy.serve(config))
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            threading.Event().wait(0.05)
+    yield port
+    loop.call_soon_threadsafe(task.cancel)
+    thread.join(timeout=5)
+
+
+def ask(port: int, request: bytes) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+def test_the_proxy_forwards_an_allowed_request_with_connection_close(
+    running_proxy: int, upstream: int
+) -> None:
+    answer = ask(running_proxy, f"GET http://localhost:{upstream}/x HTTP/1.0\r\n\r\n".encode())
+    assert answer.startswith("HTTP/1.0 200") and answer.endswith("upstream /x close"), answer
+
+
+def test_the_proxy_tunnels_connect_with_the_bytes_sent_after_it(
+    running_proxy: int, upstream: int
+) -> None:
+    answer = ask(running_proxy, f"CONNECT 127.0.0.1:{upstream} HTTP/1.1\r\n\r\n"
+                                "GET /t HTTP/1.0\r\n\r\n".encode())  # fmt: skip
+    assert answer.startswith("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.0 200"), answer
+    assert answer.endswith("upstream /t None"), answer
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status", "reason"),
+    [
+        ("GET http://localhost:1/ HTTP/1.0", 403, "localhost:1 is not in the allow list"),
+        ("CONNECT 169.254.169.254:80 HTTP/1.0", 403, "IP literal no address rule allows"),
+        ("GET / HTTP/1.0", 400, "send http:// URLs in absolute form"),
+    ],
+)
+def test_the_proxy_refuses_with_a_sentence(
+    running_proxy: int, request_line: str, status: int, reason: str
+) -> None:
+    answer = ask(running_proxy, f"{request_line}\r\n\r\n".encode())
+    assert answer.startswith(f"HTTP/1.1 {status} "), answer
+    assert "X-Fortress-Egress: denied" in answer and reason in answer, answer
