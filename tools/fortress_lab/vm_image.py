@@ -59,6 +59,7 @@ RECIPES: dict[str, dict[str, Any]] = {
             "apparmor",
             "apparmor-utils",
             "iptables",
+            "nftables",
             "curl",
             "gnupg",
             "systemd-timesyncd",
