@@ -135,7 +135,7 @@ def test_one_shot_runs_in_gvisor_out_of_sight_of_the_host(
         ({"runtime": "runc"}, "not a runsc runtime"),
         ({"image": "fortress/absent:1"}, "is not on this daemon"),
         ({"memory": "lots"}, "memory must be a size"),
-        ({"network": "internet"}, "egress policy 'internet' is not installed"),
+        ({"network": "internet"}, "egress policy 'internet' is not available on this daemon"),
         ({"mounts": [{"source": "/etc", "target": "/workspace"}]}, "outside the workspace root"),
         ({"docker_socket": "/var/run/docker.sock"}, "through a symlink"),
     ],

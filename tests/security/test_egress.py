@@ -96,10 +96,10 @@ def test_the_sandbox_ran_under_runsc_in_host_network_mode(
     """The library picked the outer's egress runtime for the policy: runsc, host network
     mode; and handed the sandbox the policy's proxy."""
     result = outcome[0]
-    runtime, _, args = result.runtime.partition(" ")
+    runtime, args = result.runtime.partition(" ")[::2]
     print(f"egress sandbox runtime: {runtime} {args}")
     assert runtime == "runsc-egress" and "--network=host" in args.split(), result.runtime
-    gw4, _, port = egress.gateways(adv.LabHost(HOST))
+    gw4, port = egress.gateways(adv.LabHost(HOST))[::2]
     assert result.env_proxy == f"http://{gw4}:{port}", result.env_proxy
 
 

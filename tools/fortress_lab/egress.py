@@ -188,7 +188,7 @@ def check(host: Shell, policy: str = POLICY) -> Outcome:
     )
     verdicts, runtime, env_proxy = {}, "", ""
     for line in raw.splitlines():
-        word, _, rest = line.partition(" ")
+        word, rest = line.partition(" ")[::2]
         if word == "check":
             name, codes, body = [*rest.split(" ", 2), "", ""][:3]
             verdicts[name] = verdict(codes, body)
@@ -267,7 +267,7 @@ def hits(host: Shell) -> dict[str, int]:
 def control(host: Shell) -> dict[str, str]:
     """The world answers from the host itself (outside every policy): each server that a
     check expects nothing from does answer when asked directly, so "none" means blocked."""
-    gw4, gw6, _ = gateways(host)
+    gw4, gw6 = gateways(host)[:2]
     out = host.sh(
         "python3 - <<'EOF'\n"
         "import socket, urllib.request\n"

@@ -167,7 +167,7 @@ def test_socket_is_root_only(host, tenant) -> None:
 
 def test_tenants_are_separate(host) -> None:
     a, b = inspect(host, "tenant-a"), inspect(host, "tenant-b")
-    assert a["HostConfig"]["NetworkMode"] == "fortress-outer-tenant-a"
+    assert a["HostConfig"]["NetworkMode"] == "fortress-egress-lab"
     assert b["HostConfig"]["NetworkMode"] == "none"
     vol = {
         t: next(m["Name"] for m in i["Mounts"] if m["Destination"] == "/var/lib/docker")

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Fortress egress proxy: the only way out of an egress policy's internal Docker network.
 
 An HTTP proxy (absolute-URI requests for http://, CONNECT tunnels for everything else) that
@@ -109,10 +108,10 @@ async def resolve(policy: Policy, host: str, port: int) -> list[str]:
 def split_authority(authority: str, default_port: int | None) -> tuple[str, int]:
     """host and port of 'host:port' or '[v6]:port'."""
     if authority.startswith("["):
-        host, _, rest = authority[1:].partition("]")
+        host, rest = authority[1:].partition("]")[::2]
         port_text = rest[1:] if rest.startswith(":") else ""
     else:
-        host, _, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
+        host, port_text = authority.rpartition(":")[::2] if ":" in authority else (authority, "")
     if not port_text:
         if default_port is None:
             raise Refused(400, f"CONNECT {authority}: give host:port")
@@ -126,7 +125,7 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
     """(method, host, port, request to send upstream; None for CONNECT)."""
     try:
         text = head.decode("latin-1")
-        line, _, rest = text.partition("\r\n")
+        line, rest = text.partition("\r\n")[::2]
         method, target, version = line.split(" ")
     except ValueError as exc:
         raise Refused(400, "malformed request line") from exc
