@@ -253,7 +253,7 @@ boxes = Sandboxes(socket_path=os.environ["PROBE_SOCKET"], audit_log=None)
 user = {"user": os.environ["PROBE_USER"]} if os.environ.get("PROBE_USER") else {}
 spec = SandboxSpec(image=os.environ["PROBE_IMAGE"], owner="probes",
                    network=os.environ["PROBE_NETWORK"], env=json.loads(os.environ["PROBE_ENV"]),
-                   **user)
+                   pids=int(os.environ["PROBE_PIDS"]), **user)
 done = boxes.task(spec, ["/bin/sh", "-c", os.environ["PROBE_SCRIPT"]], timeout=120)
 sys.stdout.write(done.stdout + done.stderr)
 runtime = boxes.network_plan(spec.network, spec.runtime)[1]
@@ -265,13 +265,15 @@ print("runtime", runtime, " ".join(args))
 
 def run_sandboxed(
     host: Shell, user: str | None = None, script: str = SCRIPT, network: str = "none",
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, pids: int = 256,
 ) -> str:  # fmt: skip
-    """A script in a sandbox the library on the host makes through the outer's socket."""
+    """A script in a sandbox the library on the host makes through the outer's socket
+    (pids: its pids limit, which counts gVisor's host threads and stub processes too)."""
     env = {
         "PROBE_SOCKET": f"/run/fortress/outer/{host.outer}/docker.sock", "PROBE_IMAGE": IMAGE,
         "PROBE_USER": user or "", "PROBE_SCRIPT": script, "PROBE_NETWORK": network,
         "PROBE_ENV": json.dumps({"HOST_KERNEL": host.kernel, **(env or {})}),
+        "PROBE_PIDS": str(pids),
     }  # fmt: skip
     assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     return host.sh(f"env {assignments} python3 -c {shlex.quote(RUNNER)}")

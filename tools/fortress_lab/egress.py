@@ -26,6 +26,8 @@ import ipaddress
 import json
 import shlex
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +122,22 @@ DNS_CHECKS = {
     "dns_world6": "2001:db8:f0::10",
 }
 
+# What each check must get, and the world's servers a sandbox must never (or must) reach.
+EXPECT = {c.name: c.expect for c in CHECKS} | dict.fromkeys(DNS_CHECKS, "none")
+WHAT = {c.name: c.what for c in CHECKS} | {
+    name: f"a DNS query ({server or 'the resolver in resolv.conf'})"
+    for name, server in DNS_CHECKS.items()
+}
+NEVER = ("forbidden", "metadata", "host-service", "host-service6", "cidr-other-port",
+         "resolver-remote", "resolver6-remote", "resolver-host", "resolver6-host")  # fmt: skip
+REACHED = ("api", "api6", "cidr", "cidr6")
+# What deleting the nftables table opens (the firewall's control).
+OPENED_WITHOUT_FIREWALL = {
+    "host_service": "world:host-service", "host_service6": "world:host-service6",
+    "dns_gateway": "answered", "dns_default": "answered",
+}  # fmt: skip
+TABLE = "inet fortress_egress"
+
 SCRIPT_HEAD = r"""
 probe() {
 	out=$(printf "$4" | timeout 6 nc -w 4 "$2" "$3" 2>/dev/null | tr -d '\r')
@@ -164,6 +182,21 @@ class Outcome:
     runtime: str
     env_proxy: str
     raw: str
+    delta: dict[str, int] | None = None  # requests each world server got meanwhile
+
+    def wrong(self, names: list[str] | None = None) -> dict[str, str]:
+        """The checks that did not get what EXPECT says, each with a sentence."""
+        return {
+            n: f"{WHAT[n]}: expected {EXPECT[n]}, got {self.verdicts.get(n, 'no output')}"
+            for n in names or EXPECT
+            if self.verdicts.get(n) != EXPECT[n]
+        }
+
+    def unexpected_hits(self) -> dict[str, int]:
+        """World servers the sandbox reached that it must not, and allowed ones it missed."""
+        delta = self.delta or {}
+        bad = {n: delta[n] for n in NEVER if delta.get(n)}
+        return bad | {n: 0 for n in REACHED if not delta.get(n)}
 
 
 def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
@@ -183,9 +216,13 @@ def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
 def check(host: Shell, policy: str = POLICY) -> Outcome:
     """Every check, in one sandbox on the policy (all at once: about one nc timeout)."""
     gw4, gw6, port = gateways(host, policy)
+    # All checks at once (about 140 processes): a pids limit above the default 256, which
+    # counts the Sentry's host threads and stub processes too and, when it fires, kills the
+    # whole sandbox (tests/security/test_exhaustion.py).
     raw = run_sandboxed(
-        host, script=script(), network=policy, env={"GW4": gw4, "GW6": gw6, "PORT": str(port)}
-    )
+        host, script=script(), network=policy, pids=2048,
+        env={"GW4": gw4, "GW6": gw6, "PORT": str(port)},
+    )  # fmt: skip
     verdicts, runtime, env_proxy = {}, "", ""
     for line in raw.splitlines():
         word, rest = line.partition(" ")[::2]
@@ -197,6 +234,38 @@ def check(host: Shell, policy: str = POLICY) -> Outcome:
         elif word == "env":
             env_proxy = rest.partition("=")[2]
     return Outcome(verdicts, runtime, env_proxy, raw)
+
+
+def observe(host: Shell, policy: str = POLICY) -> Outcome:
+    """`check`, with the requests each world server got meanwhile (`Outcome.delta`)."""
+    before = hits(host)
+    result = check(host, policy)
+    after = hits(host)
+    result.delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+    return result
+
+
+def without_firewall(host: Shell) -> Outcome:
+    """The firewall's control: `check` with the egress table deleted, then the table loaded
+    again by its unit (as at boot); a LabError unless the listing is the same as before."""
+    table = host.sh(f"nft -s list table {TABLE}")
+    host.sh(f"nft delete table {TABLE}")
+    try:
+        return check(host)
+    finally:
+        host.sh("systemctl restart fortress-egress-firewall.service")
+        if host.sh(f"nft -s list table {TABLE}") != table:
+            raise LabError("fortress-egress-firewall.service did not load the same table again")
+
+
+@contextmanager
+def world(host: Shell) -> Iterator[Shell]:
+    """The world, up for the block and removed after."""
+    world_up(host)
+    try:
+        yield host
+    finally:
+        world_down(host)
 
 
 def world_up(host: Shell) -> None:
