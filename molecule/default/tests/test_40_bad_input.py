@@ -27,6 +27,7 @@ def _fingerprint(h) -> dict[str, object]:
         "netns": h.run("ip netns list").stdout,
         "runsc processes": h.run("pgrep -af '^runsc'").stdout,
         "smoke dirs": h.run("ls -d /tmp/fortress-smoke.* 2>/dev/null").stdout,
+        "egress table": h.run("nft -s list table inet fortress_egress").stdout,
     }
 
 
@@ -58,6 +59,10 @@ BAD_INPUT = {
     "sandbox network on a kernel this runsc cannot serve (gVisor issue 10704)": (
         {"gvisor_network": "sandbox"},
         ["10704", "gvisor_network", "upgrade runsc"],
+    ),
+    "egress rule naming an address where a host name is required": (
+        {"egress_policies": [{"name": "lab", "allow": ["198.51.100.10"]}]},
+        ["egress_policies", "names an address", "198.51.100.10/32:PORT"],
     ),
     "url source without a checksum": (
         {"gvisor_source": "url", "gvisor_url": "http://mirror.invalid/runsc"},
