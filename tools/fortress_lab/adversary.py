@@ -152,6 +152,9 @@ class RemoteHost(Shell):
         done = self.host.run(command)
         return (done.stdout + done.stderr).strip()
 
+    def run(self, command: str) -> Any:
+        return self.host.run(command)
+
 
 @dataclass
 class LabHost(Shell):
