@@ -154,12 +154,14 @@ def test_denied_addresses_are_refused_whatever_named_them(addr: str) -> None:
 
 def test_request_heads_are_parsed_and_rewritten() -> None:
     method, host, port, upstream = proxy.parse_head(
-        b"GET http://api.example.com:8080/v1?q=1 HTTP/1.1\r\nHost: api.example.com\r\n"
-        b"Proxy-Authorization: secret\r\nConnection: keep-alive\r\n\r\n"
+        b"GET http://api.example.com:8080/v1?q=1 HTTP/1.1\r\nHost: elsewhere.test\r\n"
+        b"Proxy-Authorization: secret\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n"
     )
     assert (method, host, port) == ("GET", "api.example.com", 8080)
-    assert upstream == (b"GET /v1?q=1 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close"
-                        b"\r\n\r\n")  # fmt: skip
+    # The Host header is the URL's (not another site on the same address), no proxy
+    # credentials go upstream, one request per connection.
+    assert upstream == (b"GET /v1?q=1 HTTP/1.1\r\nHost: api.example.com:8080\r\nAccept: */*\r\n"
+                        b"Connection: close\r\n\r\n")  # fmt: skip
     assert proxy.parse_head(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n")[:3] == (
         "CONNECT", "2001:db8::1", 443)  # fmt: skip
     for bad in (b"GET https://api.example.com/ HTTP/1.1\r\n\r\n", b"CONNECT api HTTP/1.1\r\n\r\n",

@@ -141,12 +141,17 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
     path = url.path or "/"
     if url.query:
         path += "?" + url.query
+    # Host is the URL's authority, whatever the client wrote: a different Host header would
+    # reach another site served from an allowed name's address (a CDN's, say).
     headers = [
         h for h in rest.split("\r\n")
         if h and h.split(":", 1)[0].strip().lower()
-        not in ("proxy-connection", "proxy-authorization", "connection", "keep-alive")
+        not in ("host", "proxy-connection", "proxy-authorization", "connection", "keep-alive")
     ]  # fmt: skip
-    upstream = "\r\n".join([f"{method} {path} {version}", *headers, "Connection: close", "", ""])
+    authority = url.netloc.rpartition("@")[2]
+    upstream = "\r\n".join(
+        [f"{method} {path} {version}", f"Host: {authority}", *headers, "Connection: close", "", ""]
+    )
     return method, host, port, upstream.encode("latin-1")
 
 
@@ -182,7 +187,10 @@ class Proxy:
                     writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 else:
                     up_writer.write(upstream)
-                await asyncio.gather(self.pipe(reader, up_writer), self.pipe(up_reader, writer))
+                try:
+                    await asyncio.gather(self.pipe(reader, up_writer), self.pipe(up_reader, writer))
+                finally:
+                    up_writer.close()
             except Refused as exc:
                 self.log("deny", client, target, f"status={exc.status} reason={exc.reason!r}")
                 body = f"fortress egress policy {self.policy.name}: {exc.reason}\n".encode()
