@@ -276,6 +276,11 @@ def world_up(host: Shell) -> None:
     ns = f"ip netns exec {NAMESPACE}"
     commands = [
         "set -e",
+        # The host's own IPv6 addresses (the gateway's) are reached over lo, which container
+        # lab hosts start with IPv6 off: on for the world, restored by world_down.
+        f"mkdir -p {WORLD_DIR}",
+        f"cat /proc/sys/net/ipv6/conf/lo/disable_ipv6 > {WORLD_DIR}/lo-ipv6",
+        "sysctl -qw net.ipv6.conf.lo.disable_ipv6=0",
         f"ip netns add {NAMESPACE}",
         f"ip link add {INTERFACE} type veth peer name {INTERFACE}-p netns {NAMESPACE}",
         f"sysctl -qw net.ipv6.conf.{INTERFACE}.disable_ipv6=0",
@@ -317,6 +322,8 @@ def world_down(host: Shell) -> None:
     host.sh(
         f"[ -f {WORLD_DIR}/pids ] && kill $(cat {WORLD_DIR}/pids) 2>/dev/null; "
         f"ip link del {INTERFACE} 2>/dev/null; ip netns del {NAMESPACE} 2>/dev/null; "
+        f"[ -f {WORLD_DIR}/lo-ipv6 ]"
+        f" && sysctl -qw net.ipv6.conf.lo.disable_ipv6=$(cat {WORLD_DIR}/lo-ipv6); "
         f"rm -rf {WORLD_DIR}; "
         "grep -v 'fortress-egress-world' /etc/hosts > /tmp/hosts.fortress; "
         "cat /tmp/hosts.fortress > /etc/hosts; rm -f /tmp/hosts.fortress; true"
