@@ -1,4 +1,5 @@
-"""Drift: check mode reports each hand-made change, a converge repairs it, the next is quiet.
+"""Drift: check mode reports each hand-made change (daemon.json, the docker service, runsc,
+the egress firewall's rules), a converge repairs it, the next is quiet.
 
 Runs site.yml against the Debian 12 platform only (the Debian 13 one keeps its state).
 """
@@ -25,6 +26,7 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     h.check_output(f'sed -i \'s/"icc": false/"icc": true/\' {DAEMON_JSON}')
     h.check_output("systemctl stop docker.socket docker.service")
     h.check_output("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q runsc")
+    h.check_output("nft flush chain inet fortress_egress input")  # the egress firewall
     drifted = _state(h)
     assert drifted["docker"] is False and drifted["runsc"] is False
 
@@ -34,6 +36,7 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     assert "Render daemon.json" in changed, changed
     assert "Manage the docker service" in changed, changed
     assert "Install runsc from the distribution" in changed, changed
+    assert "Load the nftables rules and save their listing" in changed, changed
     diff_text = json.dumps(check.diffs.get(debian12, []))
     assert '\\"icc\\": true' in diff_text and '\\"icc\\": false' in diff_text, diff_text[:2000]
     assert _state(h) == drifted, "check mode changed the host"
@@ -48,3 +51,4 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     cfg = json.loads(h.file(DAEMON_JSON).content_string)
     assert cfg["icc"] is False
     assert h.service("docker").is_running and h.exists("runsc")
+    assert "only its proxy" in h.check_output("nft list chain inet fortress_egress input")

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from fortress_lab.common import REPO_ROOT
 from fortress_lab.playbook import assert_refused_before_any_change, run_playbook
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 URL_RUNSC = "/usr/local/bin/runsc"
 RUNSC_PATH = """docker info --format '{{json (index .Runtimes "runsc").Path}}'"""
+# The install source is the host layer's concern: its play alone (site.yml's first plays).
+DOCKER_HOST = REPO_ROOT / "playbooks" / "docker_host.yml"
 
 
 def _fingerprint(h) -> dict[str, object]:
@@ -107,6 +110,7 @@ def test_url_source_installs_a_pinned_binary(inventory, debian12, debian12_host,
     dockerd = debian12_host.check_output("systemctl show -p MainPID --value docker")
     run = run_playbook(
         inventory,
+        playbook=DOCKER_HOST,
         limit=debian12,
         extra_vars={
             "gvisor_source": "url",
@@ -123,7 +127,7 @@ def test_url_source_installs_a_pinned_binary(inventory, debian12, debian12_host,
         assert "Reload docker" in run.changed.get(debian12, []), run.changed
         assert debian12_host.check_output("systemctl show -p MainPID --value docker") == dockerd
     finally:
-        restore = run_playbook(inventory, limit=debian12)
+        restore = run_playbook(inventory, playbook=DOCKER_HOST, limit=debian12)
         debian12_host.run(f"rm -f {URL_RUNSC}")
     assert restore.rc == 0, restore.output[-4000:]
     assert debian12_host.check_output(RUNSC_PATH) == ('"/usr/bin/runsc"')
