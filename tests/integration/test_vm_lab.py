@@ -114,6 +114,9 @@ def test_an_interrupted_up_leaves_no_qemu_and_no_files(sig: signal.Signals) -> N
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO_ROOT,
+        # A suite started as a background job of a shell without job control inherits
+        # SIGINT ignored, and so would `up`: give it the default disposition, as a terminal has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
@@ -128,10 +131,13 @@ def test_an_interrupted_up_leaves_no_qemu_and_no_files(sig: signal.Signals) -> N
         if up.poll() is None:
             up.kill()
             up.wait()
-    assert up.returncode == 2, err
-    assert err.strip().endswith("fortress_lab: interrupted."), err
-    assert not vm.lab_dir(lab).exists()
-    assert leakcheck.leaks_since(before, ignore=NOT_VM, settle=5) == {}
+    try:
+        assert up.returncode == 2, err
+        assert err.strip().endswith("fortress_lab: interrupted."), err
+        assert not vm.lab_dir(lab).exists()
+        assert leakcheck.leaks_since(before, ignore=NOT_VM, settle=5) == {}
+    finally:  # a failure here must not leave a VM for the session's own leak check
+        run_cli("down", "--lab", lab)
 
 
 def test_a_vm_not_up_in_time_says_why_and_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
