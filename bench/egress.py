@@ -40,16 +40,17 @@ a=$(now); i=0
 while [ $i -lt "$PROCS" ]; do echo x | cat > /dev/null; i=$((i + 1)); done
 b=$(now)
 wget -q -O /dev/null $urls
-c=$(now)
-echo "bench $a $b $c"
+rc=$? c=$(now)
+echo "bench $a $b $c $rc"
 wget -q -O - "$URL"
 """
 
 
 def parse(output: str, case: str, requests: int, processes: int) -> tuple[float, float]:
-    """(seconds per request, seconds per process) from SCRIPT's output."""
+    """(seconds per request, seconds per process) from SCRIPT's output; every request must
+    have succeeded (wget's exit status) and the last answer must be the API's."""
     line = next((x for x in output.splitlines() if x.startswith("bench ")), None)
-    if line is None or "world:api" not in output:
+    if line is None or not line.endswith(" 0") or "world:api" not in output:
         raise SystemExit(f"bench/egress.py: case {case} did not reach the API: {output[-600:]}")
     a, b, c = (float(x) for x in line.split()[1:4])
     return (c - b) / requests, (b - a) / processes
