@@ -8,8 +8,9 @@ runs of `echo x | cat`), since an agent's tools are processes too:
   (a) a runc container in the lab host's network, straight to the API  (the baseline)
   (b) the same container, through the policy's proxy                   (the proxy's cost)
   (c) an egress sandbox (runsc-egress in the outer), through the proxy (an agent's path)
-The last answer of each is checked ("world:api"). The cases are interleaved in each
-round (--rounds); printed as medians and as ratios to (a); saved as JSON in bench/results/.
+Every request must succeed (wget's exit status) and the last answer be the API's. The cases
+are interleaved in each round (--rounds); printed as medians and as ratios to (a); saved as
+JSON in bench/results/.
 
     PYTHONPATH=tools .venv/bin/python bench/egress.py --host fortress-lab-1 [--rounds 5]
 """
@@ -27,8 +28,9 @@ from fortress_lab import egress
 from fortress_lab.adversary import IMAGE, LabHost, run_sandboxed
 from fortress_lab.common import REPO_ROOT
 
-API = "http://198.51.100.10/"  # egress.NAMES["api.allowed.test"], asked by address
-NAMED = "http://api.allowed.test/"  # through the proxy, which resolves it
+NAME = "api.allowed.test"  # the world's allowed API
+API = f"http://{egress.NAMES[NAME]}/"  # asked by address, straight
+NAMED = f"http://{NAME}/"  # through the proxy, which resolves it
 # One wget for all N requests (busybox wget closes each connection: a new one per URL), after
 # a loop of one short process per iteration: the cost of a process where the case runs.
 # Busybox has no sub-second `date`: /proc/uptime (10 ms) around each whole loop.
