@@ -78,4 +78,4 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	 && $(STAGE) images 900 $(LAB) images --kind all \
 	 && $(STAGE) integration 900 $(MAKE) --no-print-directory integration \
 	 && $(STAGE) molecule 2100 $(MAKE) --no-print-directory molecule; \
-	 rc=$$?; $(STAGE) --summary; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc
+	 rc=$$?; $(STAGE) --summary || rc=1; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc

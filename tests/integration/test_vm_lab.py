@@ -67,12 +67,19 @@ def test_up_again_keeps_the_running_vm(vm_lab_host: VmLabHost) -> None:
 
 
 def test_the_restricted_network_reaches_nothing_beyond_the_vm(vm_lab_host: VmLabHost) -> None:
-    # Control: the machine's apt cache answers on its loopback, which QEMU's user network
-    # shows an unrestricted VM as 10.0.2.2 (the molecule VM installs through it).
+    # The machine's apt cache answers on its loopback: an unrestricted VM reaches it (and all
+    # of this machine's loopback) as 10.0.2.2; a restricted one does not, and reaches the apt
+    # cache alone through QEMU's explicit forward at 10.0.2.100 (its apt proxy).
     assert apt_cache_up()
     done = vm_lab_host.ssh("curl -s -m 5 -o /dev/null http://10.0.2.2:3142/")
     assert done.returncode != 0
-    assert vm_lab_host.ssh("test -e /etc/apt/apt.conf.d/00fortress-lab-proxy").returncode == 1
+    proxy = vm_lab_host.check("cat /etc/apt/apt.conf.d/00fortress-lab-proxy")
+    assert "http://10.0.2.100:3142" in proxy
+    done = vm_lab_host.ssh("curl -s -m 5 -o /dev/null -w '%{http_code}' http://10.0.2.100:3142/")
+    assert done.returncode == 0, done.stderr
+    # Nothing else on the forward's address, nor on the gateway's SSH port.
+    for url in ("http://10.0.2.100:22/", "http://10.0.2.2:22/", "http://10.0.2.3:53/"):
+        assert vm_lab_host.ssh(f"curl -s -m 5 -o /dev/null {url}").returncode != 0, url
 
 
 def test_a_busy_port_is_skipped_for_another(

@@ -83,13 +83,24 @@ def test_qemu_command_line(labs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "-cpu" not in argv
 
 
-def test_restricted_vm_gets_no_network_and_no_apt_proxy(
+def test_restricted_vm_reaches_only_the_apt_cache_through_an_explicit_forward(
     labs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(vm, "apt_cache_up", lambda: True)
     argv = vm.VmBackend._qemu_argv(_record(restrict=True), BASE, 40022)
+    assert (
+        "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:40022-:22,restrict=on,"
+        "guestfwd=tcp:10.0.2.100:3142-tcp:127.0.0.1:3142"
+    ) in argv
+    proxy = (
+        'name=opt/io.fortress.lab/apt_proxy,string=Acquire::http::Proxy "http://10.0.2.100:3142";'
+    )
+    assert proxy in argv
+    # Without the apt cache running: no forward and no proxy at all.
+    monkeypatch.setattr(vm, "apt_cache_up", lambda: False)
+    argv = vm.VmBackend._qemu_argv(_record(restrict=True), BASE, 40022)
     assert "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:40022-:22,restrict=on" in argv
-    assert not any("apt_proxy" in arg for arg in argv)
+    assert not any("apt_proxy" in arg or "guestfwd" in arg for arg in argv)
 
 
 def test_each_boot_gets_its_own_machine_id(labs: Path) -> None:

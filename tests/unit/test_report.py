@@ -58,3 +58,22 @@ def test_the_run_fails_when_the_threat_model_names_an_unproven_test(tmp_path: Pa
     assert report.main(reports, doc) == 0
     doc.write_text("`tests/security/test_probes.py::test_probe` `tests/x.py::test_gone`")
     assert report.main(reports, doc) == 1
+
+
+def test_minutes_are_grouped_by_test_file_and_area(tmp_path: Path) -> None:
+    junit = """<?xml version="1.0"?>
+<testsuites><testsuite name="pytest" tests="4">
+<testcase classname="tests.security.test_probes" name="test_probe[a]" time="60.5"/>
+<testcase classname="tests.security.test_probes" name="test_probe[b]" time="59.5"/>
+<testcase classname="tests.security.test_faults.TestKill" name="test_kill" time="30"/>
+<testcase classname="molecule.vm.tests.test_20_vm_outer" name="test_x[ansible://h]" time="90"/>
+</testsuite></testsuites>
+"""
+    reports, _ = write(tmp_path, "", junit)
+    files = report.durations([reports / "run.xml"])
+    assert files == {
+        "tests/security/test_probes.py": 120.0,
+        "tests/security/test_faults.py": 30.0,
+        "molecule/vm/tests/test_20_vm_outer.py": 90.0,
+    }
+    assert report.areas(files) == {"tests/security": 150.0, "molecule/vm/tests": 90.0}

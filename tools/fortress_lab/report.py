@@ -1,7 +1,9 @@
 """Sum up the JUnit XML reports of a `make test` run, and hold the threat model to them.
 
-Prints one row per report and a closing 'N passed, N failed, N skipped' line. A run with a
-failure, an error, a skipped test or no test at all is not a pass: exit status 1.
+Prints one row per report, the minutes each test area took (JUnit durations grouped by the
+test's directory, and the costliest files), and a closing 'N passed, N failed, N skipped'
+line. A run with a failure, an error, a skipped test or no test at all is not a pass: exit
+status 1.
 
 docs/threat-model.md names the tests that prove each mitigation, as `path.py::test_name` or
 `path.py::test_name[param]` (the pytest node ID without the lab-host suffix testinfra adds).
@@ -36,6 +38,41 @@ def outcomes(reports: list[Path]) -> dict[tuple[str, str], bool]:
             failed = any(case.find(tag) is not None for tag in ("failure", "error", "skipped"))
             seen[(case.get("classname", ""), case.get("name", ""))] = not failed
     return seen
+
+
+def durations(reports: list[Path]) -> dict[str, float]:
+    """{test file: seconds} over every test case in the reports (setup, call and teardown:
+    a session fixture's cost lands on the first test that uses it)."""
+    seconds: dict[str, float] = {}
+    for path in reports:
+        for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314
+            module = case.get("classname", "")
+            parts = module.split(".")
+            # tests.security.test_probes(.Class) -> tests/security/test_probes.py
+            while parts and not parts[-1].startswith("test_"):
+                parts.pop()
+            file = "/".join(parts) + ".py" if parts else module or "?"
+            seconds[file] = seconds.get(file, 0.0) + float(case.get("time", 0) or 0)
+    return seconds
+
+
+def areas(files: dict[str, float]) -> dict[str, float]:
+    """{directory: seconds}: tests/unit, tests/security, molecule/vm/tests, ..."""
+    grouped: dict[str, float] = {}
+    for file, secs in files.items():
+        area = file.rsplit("/", 1)[0] if "/" in file else file
+        grouped[area] = grouped.get(area, 0.0) + secs
+    return grouped
+
+
+def print_minutes(reports: list[Path], top: int = 8) -> None:
+    files = durations(reports)
+    print(f"\n{'TEST AREA':<40} {'MINUTES':>8}")
+    for area, secs in sorted(areas(files).items(), key=lambda kv: -kv[1]):
+        print(f"{area:<40} {secs / 60:>8.1f}")
+    print(f"\n{'COSTLIEST TEST FILES':<52} {'MINUTES':>8}")
+    for file, secs in sorted(files.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{file:<52} {secs / 60:>8.1f}")
 
 
 def references(text: str) -> list[tuple[str, str, str]]:
@@ -75,6 +112,7 @@ def main(directory: Path, threat_model: Path = THREAT_MODEL) -> int:
         )
         for key in grand:
             grand[key] += got[key]
+    print_minutes(reports)
     failed = grand["failures"] + grand["errors"]
     passed = grand["tests"] - failed - grand["skipped"]
     if grand["skipped"]:

@@ -39,6 +39,7 @@ MEMORY_MIB = 3072
 CPUS = 2
 # The machine's loopback as the VM sees it through QEMU's user network.
 GUEST_GATEWAY = "10.0.2.2"
+GUEST_APT_CACHE = "10.0.2.100"  # a restricted VM's only way to the machine's apt cache
 FW_CFG_SEED = "opt/io.fortress.lab"  # read by files/fortress-lab-seed.sh in the VM
 SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 DEFAULT_BOOT_TIMEOUT = 240.0  # seconds to SSH and a finished boot, under TCG
@@ -501,8 +502,16 @@ class VmBackend(LabBackend):
     def _qemu_argv(record: HostRecord, base: vm_image.BaseImage, port: int) -> list[str]:
         directory = record.directory
         nic = f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:22"
+        apt_cache = apt_cache_up()
+        proxy_host = GUEST_GATEWAY
         if record.options.get("restrict"):
-            nic += ",restrict=on"  # no traffic beyond the VM but the SSH forward
+            # No traffic beyond the VM but the SSH forward and, when it runs, the machine's
+            # apt cache on its loopback (an explicit forward, which restrict=on keeps).
+            nic += ",restrict=on"
+            if apt_cache:
+                proxy_host = GUEST_APT_CACHE
+                local = f"tcp:127.0.0.1:{APT_CACHE_PORT}"
+                nic += f",guestfwd=tcp:{GUEST_APT_CACHE}:{APT_CACHE_PORT}-{local}"
         cmdline = [
             "root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0", "quiet",
             "systemd.show_status=1", f"systemd.hostname={record.name}",
@@ -521,8 +530,8 @@ class VmBackend(LabBackend):
         ]  # fmt: skip
         if record.accel == "kvm":
             argv += ["-cpu", "host"]
-        if not record.options.get("restrict") and apt_cache_up():
-            proxy = f'Acquire::http::Proxy "http://{GUEST_GATEWAY}:{APT_CACHE_PORT}";'
+        if apt_cache:
+            proxy = f'Acquire::http::Proxy "http://{proxy_host}:{APT_CACHE_PORT}";'
             argv += ["-fw_cfg", f"name={FW_CFG_SEED}/apt_proxy,string={proxy}"]
         return argv
 
