@@ -44,12 +44,15 @@ check: ## Check mode with diff on the lab fleet (shows drift, changes nothing)
 demo: lab-up ## The main job: converge site.yml on a local lab fleet and prove the sandbox on each host
 	@$(LAB) demo
 
-lint: ## ansible-lint (production profile), yamllint, ruff, shellcheck
+lint: ## ansible-lint (production profile), yamllint, ruff, shellcheck, duplicate code (pylint, 6 lines)
 	@shellcheck scripts/*.sh .ci/run roles/*/files/*.sh tools/fortress_lab/files/*.sh
 	@$(BIN)/yamllint --strict .
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/ansible-lint --offline
+	@$(BIN)/pylint --disable=all --enable=duplicate-code --min-similarity-lines=6 --score=no \
+	  --ignore-imports=yes --ignore-signatures=yes \
+	  plugins tools/fortress_lab $$(find roles/*/files tools/fortress_lab/files -name '*.py')
 
 unit: ## Unit tests (pure logic)
 	@$(BIN)/pytest -q tests/unit --junitxml=$(REPORTS)/unit.xml

@@ -24,7 +24,15 @@ export ANSIBLE_CONFIG=$WORK/ansible.cfg ANSIBLE_COLLECTIONS_PATH=$WORK/cp
 for dir in "$ROOT"/roles/*/; do
   "$BIN/ansible-doc" -t role "fortress.agents.$(basename "$dir")" >/dev/null
 done
-for f in changed_keys drop_none pin_version; do "$BIN/ansible-doc" -t filter "fortress.agents.$f" >/dev/null; done
+# Every filter the installed collection registers, each with its documentation (ansible-doc
+# fails on a filter without it), and one per plugin file: none left out of the listing.
+filters=$("$BIN/ansible-doc" -t filter -l fortress.agents 2>/dev/null | awk '{print $1}')
+for f in $filters; do "$BIN/ansible-doc" -t filter "$f" >/dev/null; done
+files=$(find "$ROOT/plugins/filter" -name '*.py' ! -name '__init__.py' | wc -l)
+if [ "$(wc -w <<<"$filters")" -ne "$files" ]; then
+  echo "ansible-doc lists $(wc -w <<<"$filters") filters for $files filter plugin files: document each" >&2
+  exit 1
+fi
 for path in "$ROOT"/plugins/modules/*.py; do
   [ -e "$path" ] || continue
   m=$(basename "$path" .py)

@@ -47,6 +47,9 @@ EXAMPLES = r"""
     msg: "{{ found.sandboxes | selectattr('expired') | map(attribute='name') }}"
 """
 
+# The container fields below are the ones fortress.agents.sandbox returns too; RETURN cannot
+# take a doc fragment, so the documentation repeats them.
+# pylint: disable-next=duplicate-code
 RETURN = r"""
 sandboxes:
   description: The sandboxes found.

@@ -75,3 +75,32 @@ def test_outer_seccomp_moves_refused_syscalls_out_of_every_rule_and_appends_ours
     assert build(docker, [], []) == docker
     with pytest.raises(ValueError, match="both allowed and refused"):
         build(docker, ["fsopen"], ["fsopen"])
+
+
+missing = _load("missing_packages")
+INSTALLED = {
+    "nftables": [{"name": "nftables", "version": "1.0.6-2+deb12u2"}],
+    "runsc": [{"name": "runsc", "version": "0.0~20240729.0-4~bpo12+2"}],
+    "docker-ce": [{"name": "docker-ce", "version": "5:27.3.1-1~debian.12~bookworm"}],
+}
+
+
+def test_missing_packages_names_and_pins() -> None:
+    wanted = [
+        "nftables",
+        "apparmor",  # not installed
+        "runsc=0.0~20240729.0-4~bpo12+2",  # installed at the pin
+        "docker-ce=5:28.0.0-1~debian.12~bookworm",  # installed, another version
+    ]
+    assert missing.missing_packages(wanted, INSTALLED) == [
+        "apparmor",
+        "docker-ce=5:28.0.0-1~debian.12~bookworm",
+    ]
+    assert missing.missing_packages(["runsc=0.0~2024*", "docker-ce=5:27.*"], INSTALLED) == []
+
+
+def test_missing_packages_without_facts_reports_everything() -> None:
+    # No package facts in this run (python3-apt missing, or a role run on its own): every
+    # install task runs, as it did before the facts.
+    assert missing.missing_packages(["nftables", "runsc=1"], None) == ["nftables", "runsc=1"]
+    assert missing.missing_packages(["nftables"], {}) == ["nftables"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -88,9 +89,10 @@ def test_restricted_vm_reaches_only_the_apt_cache_through_an_explicit_forward(
 ) -> None:
     monkeypatch.setattr(vm, "apt_cache_up", lambda: True)
     argv = vm.VmBackend._qemu_argv(_record(restrict=True), BASE, 40022)
+    relay = f"cmd:{sys.executable} {vm.TCP_RELAY} 3142"
     assert (
         "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:40022-:22,restrict=on,"
-        "guestfwd=tcp:10.0.2.100:3142-tcp:127.0.0.1:3142"
+        f"guestfwd=tcp:10.0.2.100:3142-{relay}"
     ) in argv
     proxy = (
         'name=opt/io.fortress.lab/apt_proxy,string=Acquire::http::Proxy "http://10.0.2.100:3142";'

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -40,6 +41,7 @@ CPUS = 2
 # The machine's loopback as the VM sees it through QEMU's user network.
 GUEST_GATEWAY = "10.0.2.2"
 GUEST_APT_CACHE = "10.0.2.100"  # a restricted VM's only way to the machine's apt cache
+TCP_RELAY = Path(__file__).resolve().parent / "files" / "tcp-relay.py"
 FW_CFG_SEED = "opt/io.fortress.lab"  # read by files/fortress-lab-seed.sh in the VM
 SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 DEFAULT_BOOT_TIMEOUT = 240.0  # seconds to SSH and a finished boot, under TCG
@@ -510,8 +512,10 @@ class VmBackend(LabBackend):
             nic += ",restrict=on"
             if apt_cache:
                 proxy_host = GUEST_APT_CACHE
-                local = f"tcp:127.0.0.1:{APT_CACHE_PORT}"
-                nic += f",guestfwd=tcp:{GUEST_APT_CACHE}:{APT_CACHE_PORT}-{local}"
+                # cmd: one relay process per connection (a chardev target would carry one
+                # connection, opened when QEMU starts).
+                relay = f"cmd:{sys.executable} {TCP_RELAY} {APT_CACHE_PORT}"
+                nic += f",guestfwd=tcp:{GUEST_APT_CACHE}:{APT_CACHE_PORT}-{relay}"
         cmdline = [
             "root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0", "quiet",
             "systemd.show_status=1", f"systemd.hostname={record.name}",

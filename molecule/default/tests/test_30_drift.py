@@ -11,6 +11,7 @@ import json
 from fortress_lab.playbook import run_playbook
 
 DAEMON_JSON = "/etc/docker/daemon.json"
+SMOKE = "Start a sandbox with the runtime's flags (an OCI bundle in its own network namespace)"
 
 
 def _state(h) -> dict[str, object]:
@@ -48,6 +49,10 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     again = run_playbook(inventory, limit=debian12)
     assert again.rc == 0, again.output[-4000:]
     assert again.changed_count(debian12) == 0, again.changed
+    # The smoke start ran after runsc was installed again, and not on the quiet run after it
+    # (the local fact gvisor.smoke answers for an unchanged runsc, kernel and flags).
+    assert not repair.results[SMOKE][debian12].get("skipped"), repair.results[SMOKE]
+    assert again.results[SMOKE][debian12].get("skipped"), again.results[SMOKE]
     cfg = json.loads(h.file(DAEMON_JSON).content_string)
     assert cfg["icc"] is False
     assert h.service("docker").is_running and h.exists("runsc")
