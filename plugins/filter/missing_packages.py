@@ -52,7 +52,7 @@ _value:
 
 
 def _installed_as_wanted(item: str, installed: dict[str, Any]) -> bool:
-    name, version = (item.split("=", 1) + [""])[:2]
+    name, version = [*item.split("=", 1), ""][:2]
     versions = [str(p.get("version", "")) for p in installed.get(name) or []]
     if not versions:
         return False
