@@ -1,7 +1,9 @@
 """Egress control on a VM lab host (Debian 12, kernel 6.1, its own netfilter), on QEMU's
-restricted user network: the same world and checks as tests/security/test_egress.py
-(fortress_lab.egress), built inside the VM. The VM converged the policy `lab`
-(molecule/vm/group_vars); its outer container sits on the policy's internal network.
+user network (not yet the restricted one: molecule/vm/molecule.yml says why): the world is
+inside the VM, and no check aims beyond it. The same world and checks as
+tests/security/test_egress.py (fortress_lab.egress), built inside the VM. The VM converged
+the policy `lab` (molecule/vm/group_vars); its outer container sits on the policy's internal
+network.
 
 Network mode: the egress sandbox runs under runsc with `--network=host` (the outer's egress
 runtime), while the VM's default runtime keeps gVisor's own stack (`--network=sandbox`);
