@@ -10,7 +10,6 @@ processes, veths, cgroups).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from fortress_lab import leakcheck
 from fortress_lab.common import client
-from fortress_lab.playbook import run_playbook
+from fortress_lab.playbook import run_module
 from fortress_lab.pytest_plugin import reaper_paused
 
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
@@ -48,12 +47,7 @@ def inventory(sandbox_lab: Path) -> Path:
 
 def module(inventory: Path, name: str, args: dict[str, Any], **kw: Any) -> dict[str, Any]:
     """Run one fortress.agents module on the lab host and return its result."""
-    play = inventory.parent / f"play-{name}.yml"
-    task = {"name": "m", f"fortress.agents.{name}": args, "ignore_errors": True}
-    play.write_text(json.dumps([{"hosts": HOST, "gather_facts": False, "tasks": [task]}]))
-    run = run_playbook(inventory, playbook=play, **kw)
-    assert "m" in run.results, run.output[-3000:]
-    return run.results["m"][HOST]
+    return run_module(inventory, HOST, name, args, **kw)
 
 
 def host_sh(command: str) -> str:

@@ -108,3 +108,16 @@ def parse(rc: int, stdout: str, stderr: str = "") -> PlaybookRun:
         # Failures before any task (argument specs, syntax) come as text on stderr.
         run.failed["*"] = [stderr.strip() or stdout.strip()]
     return run
+
+
+def run_module(
+    inventory: str | Path, host: str, name: str, args: dict[str, Any], **kw: Any
+) -> dict[str, Any]:
+    """Run one fortress.agents module on host through ansible-playbook and return its result
+    (failures included: the task ignores errors)."""
+    play = Path(inventory).parent / f"play-{name}-{os.getpid()}.yml"
+    task = {"name": "m", f"fortress.agents.{name}": args, "ignore_errors": True}
+    play.write_text(json.dumps([{"hosts": host, "gather_facts": False, "tasks": [task]}]))
+    run = run_playbook(inventory, playbook=play, **kw)
+    assert "m" in run.results, run.output[-3000:]
+    return run.results["m"][host]

@@ -1,0 +1,354 @@
+"""Attacks on the sandbox library's host side (issue 16), made the way a hijacked agent in a
+sandbox or root in an outer container would make them, against the real engine and real
+runsc sandboxes on the shared lab host (tests/conftest.py: sandbox_lab).
+
+- copy out through names the sandbox planted in its writable workspace (a symlinked
+  temporary name; a dest symlinked into another tenant's workspace);
+- copy in while a sandbox races renames in its workspace: the library's host-side read,
+  run as root on the lab host 20,000 times within 30 s, must never return a byte of a file
+  outside the workspace root; a FIFO must not hang it and a size cap must hold;
+- a hostile daemon behind the socket announcing a gigantic stream frame;
+- secrets passed through env, stdin and file content must not appear in any module result,
+  diff, label or audit line (the canary harness), and a 4-digit env PIN must not be
+  recoverable offline from the spec fingerprint label;
+- one planted malformed expiry label must not stop the reaper, and a sandbox recreated
+  under a reaped name must not be removed;
+- a TTL above the host's maximum and a mode that is not octal are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fortress_lab import adversary as adv
+from fortress_lab.canary import Canary
+from fortress_lab.hostile_daemon import frame, hostile_daemon
+from fortress_lab.playbook import run_module, run_playbook
+from fortress_lab.pytest_plugin import reaper_paused
+
+HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
+ROOT = "/var/lib/fortress/workspaces"
+IMAGE = adv.IMAGE
+FOREVER = ["/bin/sh", "-c", "sleep 2147483647"]
+lib = adv.load_library()
+# Each attack lands red first: strict, so the commit that fixes it must remove the mark.
+UNFIXED = pytest.mark.xfail(strict=True, reason="issue 16 finding, not fixed yet")
+
+
+@pytest.fixture(scope="module")
+def host(sandbox_lab: Path) -> adv.LabHost:
+    return adv.LabHost(HOST)
+
+
+@pytest.fixture(scope="module")
+def inventory(sandbox_lab: Path) -> Path:
+    return sandbox_lab
+
+
+def module(inventory: Path, name: str, args: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return run_module(inventory, HOST, name, args, **kw)
+
+
+@contextmanager
+def workspace_sandbox(
+    inventory: Path, host: adv.LabHost, name: str, ws: str, command: list[str] = FOREVER
+) -> Iterator[str]:
+    """A runsc sandbox on the lab host's dockerd whose workspace ws (made writable for its
+    user, nobody) is mounted read-write at /work: the attacker."""
+    host.sh(f"rm -rf {ws} && mkdir -p {ws} && chmod 0777 {ws}")
+    made = module(inventory, "sandbox", {
+        "name": name, "image": IMAGE, "command": command,
+        "mounts": [{"source": ws, "target": "/work", "read_only": False}],
+    })  # fmt: skip
+    assert not made.get("failed"), made
+    try:
+        yield name
+    finally:
+        module(inventory, "sandbox", {"name": name, "state": "absent"})
+        host.sh(f"rm -rf {ws}")
+
+
+def sandbox_sh(inventory: Path, name: str, script: str) -> dict[str, Any]:
+    done = module(inventory, "sandbox_exec", {"name": name, "cmd": script})
+    assert not done.get("failed"), done
+    return done
+
+
+# --- copy out -----------------------------------------------------------------------------
+
+
+@UNFIXED
+def test_copy_out_never_writes_through_a_name_the_sandbox_planted(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    ws, other = f"{ROOT}/attack-out", f"{ROOT}/attack-other-tenant"
+    victim = "/var/lib/fortress/attack-victim"
+    host.sh(f"mkdir -p {other} && echo TENANT > {other}/secret && echo ORIGINAL > {victim}")
+    try:
+        with workspace_sandbox(inventory, host, "attack-out", ws) as box:
+            # The sandbox plants a symlink at the temporary name the module would write, and
+            # makes a dest name a symlink into another tenant's workspace (inside the root).
+            sandbox_sh(inventory, box, (
+                f"ln -s {victim} /work/report.json.fortress-partial && "
+                "ln -s ../attack-other-tenant/secret /work/other.json && "
+                "ln -s ../attack-other-tenant/secret.fortress-partial "
+                "/work/other.json.fortress-partial && echo PWNED > /tmp/payload"
+            ))  # fmt: skip
+            for dest in ("report.json", "other.json"):
+                module(inventory, "sandbox_copy", {
+                    "name": box, "direction": "out", "src": "/tmp/payload",
+                    "dest": f"{ws}/{dest}",
+                })  # fmt: skip
+            assert host.sh(f"cat {victim}") == "ORIGINAL"
+            assert host.sh(f"cat {other}/secret; ls {other}") == "TENANT\nsecret"
+            # The copies landed as regular files in the workspace itself.
+            for dest in ("report.json", "other.json"):
+                assert (
+                    host.sh(f"test -f {ws}/{dest} && ! test -L {ws}/{dest} && cat {ws}/{dest}")
+                    == "PWNED"
+                )
+    finally:
+        host.sh(f"rm -rf {other} {victim}")
+
+
+# --- copy in ------------------------------------------------------------------------------
+
+# Runs as root on the lab host with the library site.yml installed there: the host-side read
+# that sandbox_copy direction=in does, called in a tight loop while the sandbox races.
+RACE_READER = """
+import json, sys, time
+sys.path.insert(0, "/usr/local/lib/fortress")
+import sandbox as lib
+root, path = sys.argv[1], sys.argv[2]
+
+def read(path):
+    with open(lib.host_path_in_workspace(path, root), "rb") as f:
+        return f.read()
+
+seen = {"inside": 0, "outside": 0, "refused": 0}
+began = time.monotonic()
+calls = 0
+while calls < 20000 and time.monotonic() - began < 30:
+    calls += 1
+    try:
+        data = read(path)
+    except (lib.SandboxError, OSError):
+        seen["refused"] += 1
+        continue
+    seen["outside" if data.startswith(b"OUTSIDE") else "inside"] += 1
+print(json.dumps({**seen, "calls": calls, "seconds": round(time.monotonic() - began, 1)}))
+"""
+# In the sandbox: d/f alternates between a regular file and a symlink to a file outside the
+# workspace root, each swap one atomic rename.
+RACER = (
+    "cd /work && mkdir -p d && echo inside > d/f && while :; do "
+    "ln -s ../../../attack-race-secret/f d/g; mv -f d/g d/f; echo inside > d/h; mv -f d/h d/f; "
+    "done"
+)
+
+
+@UNFIXED
+def test_copy_in_never_reads_outside_the_root_while_a_sandbox_races_renames(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    ws, secret = f"{ROOT}/attack-race", "/var/lib/fortress/attack-race-secret"
+    host.sh(f"mkdir -p {secret} && echo OUTSIDE > {secret}/f")
+    try:
+        with workspace_sandbox(inventory, host, "attack-race", ws, ["/bin/sh", "-c", RACER]):
+            host.sh(f"for i in $(seq 100); do test -e {ws}/d/f && break; sleep 0.1; done")
+            out = host.sh(f"python3 -c {shlex.quote(RACE_READER)} {ROOT} {ws}/d/f")
+            seen = json.loads(out.splitlines()[-1])
+    finally:
+        host.sh(f"rm -rf {secret}")
+    assert seen["calls"] == 20000, seen  # 20,000 calls within 30 s
+    assert seen["inside"] > 100, seen  # the read still works while the sandbox races
+    assert seen["outside"] == 0, f"read a file outside the workspace root: {seen}"
+
+
+FIFO_READER = """
+import sys
+sys.path.insert(0, "/usr/local/lib/fortress")
+import sandbox as lib
+try:
+    with open(lib.host_path_in_workspace(sys.argv[2], sys.argv[1]), "rb") as f:
+        f.read()
+    print("read")
+except lib.SandboxError as exc:
+    print(exc)
+"""
+
+
+@UNFIXED
+def test_copy_in_reads_only_a_regular_file_within_its_size_cap(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    ws = f"{ROOT}/attack-fifo"
+    with workspace_sandbox(inventory, host, "attack-fifo", ws) as box:
+        # A FIFO in the workspace (made by the sandbox where gVisor lets it, else by hand):
+        # opening it for reading would wait for a writer forever.
+        sandbox_sh(inventory, box, "mkfifo /work/pipe || true")
+        host.sh(f"test -p {ws}/pipe || mkfifo {ws}/pipe")
+        out = host.sh(
+            f"timeout 10 python3 -c {shlex.quote(FIFO_READER)} {ROOT} {ws}/pipe; echo rc=$?"
+        )
+        assert "rc=124" not in out, "reading a FIFO in the workspace hung the host-side read"
+        assert "not a regular file" in out, out
+        host.sh(f"head -c 4096 /dev/zero > {ws}/big")
+        big = module(inventory, "sandbox_copy", {
+            "name": box, "src": f"{ws}/big", "dest": "/tmp/big", "max_size": 1024,
+        })  # fmt: skip
+        assert big.get("failed") and "larger than 1024 bytes" in big["msg"], big
+
+
+# --- a hostile daemon -----------------------------------------------------------------------
+
+
+@UNFIXED
+def test_a_hostile_daemon_announcing_a_huge_frame_is_refused_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    def stream() -> Iterator[bytes]:
+        yield frame(1, 2**31)  # "two gigabytes of stdout follow"
+        for _ in range(256):  # 16 MiB of them do
+            yield b"A" * 65536
+
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, stream):
+        boxes = lib.Sandboxes(socket_path=str(sock), check=False, audit_log=None)
+        tracemalloc.start()
+        try:
+            with pytest.raises(lib.SandboxError, match="announced a stream frame of 2147483648"):
+                boxes.exec("victim", ["true"], timeout=20, max_output=65536)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 4 * 2**20, f"the library held {peak} bytes of a hostile stream"
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+@UNFIXED
+def test_a_canary_secret_in_env_stdin_and_content_appears_nowhere(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    # One canary per way in: Ansible masks every copy of a no_log value in a result, so one
+    # shared value would hide a channel that leaks on its own.
+    env, stdin, content = Canary(), Canary(), Canary()
+    tasks = [
+        {"name": "create", "fortress.agents.sandbox": {
+            "name": "canary-box", "image": IMAGE, "command": FOREVER,
+            "env": {"TOKEN": env.value}}},
+        {"name": "exec", "fortress.agents.sandbox_exec": {
+            "name": "canary-box", "cmd": "cat >/dev/null; echo done", "stdin": stdin.value,
+            "env": {"TOKEN": env.value}}},
+        {"name": "one-shot", "fortress.agents.sandbox_exec": {
+            "image": IMAGE, "cmd": "cat >/dev/null; echo done", "stdin": stdin.value,
+            "env": {"TOKEN": env.value}}},
+        {"name": "content", "fortress.agents.sandbox_copy": {
+            "name": "canary-box", "content": content.value, "dest": "/tmp/secret",
+            "mode": "0400"}},
+        {"name": "info", "fortress.agents.sandbox_info": {"owner": "unknown"}},
+        {"name": "again", "fortress.agents.sandbox": {
+            "name": "canary-box", "image": IMAGE, "command": FOREVER,
+            "env": {"TOKEN": env.value + "-rotated"}}},
+    ]  # fmt: skip
+    play = inventory.parent / "play-canary.yml"
+    play.write_text(json.dumps([{"hosts": HOST, "gather_facts": False, "tasks": tasks}]))
+    try:
+        run = run_playbook(inventory, playbook=play, diff=True)
+        assert run.rc == 0, run.output[-3000:]
+        labels = host.sh("docker inspect -f '{{json .Config.Labels}}' canary-box")
+    finally:
+        module(inventory, "sandbox", {"name": "canary-box", "state": "absent"})
+    audit = host.sh("cat /var/log/fortress/sandbox-audit.log*")
+    assert "canary-box" in audit  # the audit log was written, and is what is searched
+    texts = {"results_and_diffs": run.output, "labels": labels, "audit_log": audit}
+    leaks = {name: c.leaks(**texts) for name, c in (("env", env), ("stdin", stdin),
+                                                    ("content", content))}  # fmt: skip
+    assert leaks == {"env": [], "stdin": [], "content": []}
+
+
+@UNFIXED
+def test_a_four_digit_env_pin_is_not_recoverable_from_the_fingerprint_label(
+    inventory: Path,
+) -> None:
+    fields = {"image": IMAGE, "command": FOREVER, "owner": "pin-test"}
+    made = module(inventory, "sandbox", {"name": "pin-box", "env": {"PIN": "4821"}, **fields})
+    try:
+        label = made["sandbox"]["fingerprint"]
+        assert label, made
+        # What anyone who can list containers (sandbox_info) or read a --diff can do:
+        # recompute the label for every PIN, without the host's key.
+        found = [
+            pin for pin in (f"{n:04d}" for n in range(10000))
+            if lib.SandboxSpec(env={"PIN": pin}, **fields).fingerprint() == label
+        ]  # fmt: skip
+    finally:
+        module(inventory, "sandbox", {"name": "pin-box", "state": "absent"})
+    assert found == [], f"the fingerprint label gives the PIN away: {found}"
+
+
+# --- reaper ---------------------------------------------------------------------------------
+
+
+@UNFIXED
+def test_one_malformed_expiry_label_does_not_stop_the_reaper_and_removal_is_by_id(
+    host: adv.LabHost,
+) -> None:
+    docker = host.docker()
+    boxes = lib.Sandboxes(socket_path=f"{host.root}/run/docker.sock", check=False, audit_log=None)
+
+    def planted(name: str, expires: str) -> Any:
+        labels = {lib.LABEL: "1", lib.LABEL_OWNER: "attack", lib.LABEL_EXPIRES: expires}
+        return docker.containers.create(IMAGE, FOREVER, name=name, labels=labels)
+
+    with reaper_paused(host.sh):
+        try:
+            planted("attack-bad-label", "tomorrow")  # what root in an outer can plant
+            planted("attack-expired", "1")
+            reaped = boxes.reap()
+            assert "attack-expired" in reaped and "attack-bad-label" not in reaped, reaped
+            names = {c.name for c in docker.containers.list(all=True)}
+            assert "attack-bad-label" in names and "attack-expired" not in names
+            # A listing taken, then the sandbox recreated under its name before the removal.
+            planted("attack-same", "1")
+            stale = boxes.list()
+            docker.containers.get("attack-same").remove(force=True)
+            planted("attack-same", "99999999999")
+            boxes.list = lambda **_: stale  # type: ignore[method-assign]
+            boxes.reap()
+            assert docker.containers.get("attack-same").labels[lib.LABEL_EXPIRES] == "99999999999"
+        finally:
+            for name in ("attack-bad-label", "attack-expired", "attack-same"):
+                host.sh(f"docker rm -f {name} >/dev/null 2>&1 || true")
+
+
+# --- bounds on caller input -------------------------------------------------------------------
+
+
+@UNFIXED
+def test_a_ttl_above_the_maximum_and_a_mode_that_is_not_octal_are_refused(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    long = module(inventory, "sandbox", {
+        "name": "attack-ttl", "image": IMAGE, "command": FOREVER, "ttl": 10**9,
+    })  # fmt: skip
+    assert long.get("failed") and "longer than this host allows" in long["msg"], long
+    assert "attack-ttl" not in host.sh("docker ps -a --format '{{.Names}}'")
+    module(inventory, "sandbox", {"name": "attack-mode", "image": IMAGE, "command": FOREVER})
+    try:
+        bad = module(inventory, "sandbox_copy", {
+            "name": "attack-mode", "content": "x", "dest": "/tmp/x", "mode": "+t",
+        })  # fmt: skip
+        assert bad.get("failed") and "octal" in bad["msg"], bad
+    finally:
+        module(inventory, "sandbox", {"name": "attack-mode", "state": "absent"})
