@@ -42,9 +42,9 @@ def main() -> int:
     args = parser.parse_args()
 
     host = client().containers.get(args.host)
-    host.exec_run(["mkdir", "-p", "/root/bench"])
+    host.exec_run(["mkdir", "-p", "/root/bench/sandbox"])
     copies = {
-        "plugins/module_utils/sandbox.py": "sandbox.py",
+        "plugins/module_utils/sandbox/.": "sandbox",
         "bench/lifecycle_inner.py": "inner.py",
     }
     for src, dest in copies.items():

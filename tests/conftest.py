@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from fortress_lab.common import REPO_ROOT
+from fortress_lab.common import REPO_ROOT, collection_on_path
 from fortress_lab.leakcheck import no_leaks
 from fortress_lab.pytest_plugin import run_cli
 
 pytest_plugins = ["fortress_lab.pytest_plugin"]
+# Tests import the collection's code by its collection name, as Ansible does.
+collection_on_path()
 
 SANDBOX_LAB = "pytest-sandbox"
 SANDBOX_HOST = "fortress-pytest-sandbox-1"

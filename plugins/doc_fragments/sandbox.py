@@ -26,7 +26,9 @@ options:
     default: 0
   workspace_root:
     description:
-      - Mount sources must lie below this directory (never sockets, never system paths).
+      - Mount sources and host files copied must lie below this directory (never sockets,
+        never system paths). Below it no symlink is followed at any component; a path that
+        crosses one is refused (the root itself may be a symlink the operator made).
     type: path
     default: /var/lib/fortress/workspaces
   audit_log:
@@ -36,11 +38,24 @@ options:
       - Set to an empty string to disable.
     type: path
     default: /var/log/fortress/sandbox-audit.log
+  fingerprint_key:
+    description:
+      - The managed host's key for the spec fingerprint label (32 random bytes, created mode
+        C(0600) on first use). Sandboxes made under another key are recreated once.
+    type: path
+    default: /var/lib/fortress/sandbox-fingerprint.key
+  max_ttl:
+    description:
+      - The longest TTL a sandbox may ask for, in seconds; a longer one is refused with the
+        limit in the message (the sandbox_reaper role's C(sandbox_reaper_max_ttl)).
+    type: int
+    default: 86400
 requirements:
   - The Docker SDK for Python (C(python3-docker)) on the managed host.
   - A Docker daemon with a runsc runtime (the fortress.agents.gvisor role registers it).
 notes:
   - Sandboxes run only under a runsc runtime. After start the module checks from the host
     side that a runsc-sandbox process carries the container's ID; if not, it removes the
-    container and fails.
+    container and fails. The check runs after start, so an image entrypoint or the command
+    under a substituted runtime has already started by then (docs/threat-model.md).
 """

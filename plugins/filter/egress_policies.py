@@ -7,6 +7,9 @@ import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.contract import (
+    EGRESS_NETWORK_PREFIX,
+)
 
 DOCUMENTATION = r"""
 name: egress_policies
@@ -60,8 +63,6 @@ _value:
   elements: dict
 """
 
-# The library's EGRESS_NETWORK_PREFIX (module_utils/sandbox.py; a unit test holds them equal).
-EGRESS_NETWORK_PREFIX = "fortress-egress-"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
 LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 HOST_RULE = re.compile(r"^(?P<host>[^:\[\]]+)(?::(?P<port>[0-9]+))?$")

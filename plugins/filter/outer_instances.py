@@ -6,6 +6,9 @@ import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.contract import (
+    EGRESS_NETWORK_PREFIX,
+)
 
 DOCUMENTATION = r"""
 name: outer_instances
@@ -55,8 +58,6 @@ _value:
   elements: dict
 """
 
-# The library's EGRESS_NETWORK_PREFIX (module_utils/sandbox.py; a unit test holds them equal).
-EGRESS_NETWORK_PREFIX = "fortress-egress-"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
 POLICY = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
 

@@ -103,7 +103,9 @@ options:
     type: str
     default: unknown
   ttl:
-    description: Seconds after creation when fortress.agents.sandbox_reap destroys it.
+    description:
+      - Seconds after creation when fortress.agents.sandbox_reap destroys it.
+      - At most O(max_ttl); a longer one is refused.
     type: int
     default: 3600
   labels:
@@ -180,20 +182,20 @@ sandbox:
       description: The runtime Docker recorded.
       type: str
     fingerprint:
-      description: Hash of the spec (the idempotence key).
+      description:
+        - Keyed hash of the spec (the idempotence key), under the host's O(fingerprint_key).
+          Env values enter it only through that key, so the label (readable by anyone who
+          can list containers) does not let a secret be guessed offline.
       type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
-    COMMON_ARGS,
     LABEL_IMAGE,
     LABEL_SPEC,
     Mount,
-    SandboxError,
     SandboxSpec,
-    from_module_params,
 )
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.module import run_module
 
 SPEC_ARGS = {
     "image": {"type": "str"},
@@ -244,9 +246,56 @@ def describe(container) -> dict:
     }
 
 
+def converge(module, boxes) -> dict:
+    name, state = module.params["name"], module.params["state"]
+    current = boxes.get(name)
+    before = {"state": "absent"} if current is None else {
+        "state": current.status, "image": current.labels.get(LABEL_IMAGE, ""),
+        "fingerprint": current.labels.get(LABEL_SPEC, ""),
+    }  # fmt: skip
+    if state == "absent":
+        changed = current is not None
+        if changed and not module.check_mode:
+            boxes.remove(name)
+        return {"changed": changed, "sandbox": {},
+                "diff": {"before": before, "after": {"state": "absent"}}}  # fmt: skip
+    if state == "stopped":
+        if current is None:
+            module.fail_json(msg=f"no sandbox named {name} to stop: create it first.")
+        changed = current.status == "running"
+        if changed and not module.check_mode:
+            current.stop()
+            current.reload()
+        after = {**before, "state": "exited"} if changed else before
+        return {"changed": changed, "sandbox": describe(current),
+                "diff": {"before": before, "after": after}}  # fmt: skip
+    spec = spec_from_params(module.params, name)
+    wanted = boxes.fingerprint(spec)
+    recreate = current is not None and current.labels.get(LABEL_SPEC) != wanted
+    running = current is not None and current.status == "running" and not recreate
+    changed = current is None or recreate
+    if state == "started":
+        changed = changed or not running
+    after = {"state": "running" if state == "started" else "created", "image": spec.image,
+             "fingerprint": wanted}  # fmt: skip
+    if not changed:
+        after = before
+    if changed and not module.check_mode:
+        if recreate:
+            boxes.remove(name)
+            current = None
+        if current is None:
+            current = boxes.create(spec, start=state == "started")
+        elif state == "started" and not running:
+            boxes.start(current)
+        current.reload()
+    return {"changed": changed, "sandbox": describe(current),
+            "diff": {"before": before, "after": after}}  # fmt: skip
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
+    run_module(
+        {
             "name": {"type": "str", "required": True},
             "state": {
                 "type": "str",
@@ -254,60 +303,11 @@ def main() -> None:
                 "choices": ["present", "started", "stopped", "absent"],
             },
             **SPEC_ARGS,
-            **COMMON_ARGS,
         },
+        converge,
         required_if=[("state", "present", ["image"]), ("state", "started", ["image"])],
         supports_check_mode=True,
     )
-    name, state = module.params["name"], module.params["state"]
-    try:
-        boxes = from_module_params(module.params)
-        current = boxes.get(name)
-        before = {"state": "absent"} if current is None else {
-            "state": current.status, "image": current.labels.get(LABEL_IMAGE, ""),
-            "fingerprint": current.labels.get(LABEL_SPEC, ""),
-        }  # fmt: skip
-        if state == "absent":
-            changed = current is not None
-            if changed and not module.check_mode:
-                boxes.remove(name)
-            module.exit_json(
-                changed=changed, sandbox={}, diff={"before": before, "after": {"state": "absent"}}
-            )
-        if state == "stopped":
-            if current is None:
-                module.fail_json(msg=f"no sandbox named {name} to stop: create it first.")
-            changed = current.status == "running"
-            if changed and not module.check_mode:
-                current.stop()
-                current.reload()
-            after = {**before, "state": "exited"} if changed else before
-            module.exit_json(changed=changed, sandbox=describe(current),
-                             diff={"before": before, "after": after})  # fmt: skip
-        spec = spec_from_params(module.params, name)
-        wanted = spec.fingerprint()
-        recreate = current is not None and current.labels.get(LABEL_SPEC) != wanted
-        running = current is not None and current.status == "running" and not recreate
-        changed = current is None or recreate
-        if state == "started":
-            changed = changed or not running
-        after = {"state": "running" if state == "started" else "created", "image": spec.image,
-                 "fingerprint": wanted}  # fmt: skip
-        if not changed:
-            after = before
-        if changed and not module.check_mode:
-            if recreate:
-                boxes.remove(name)
-                current = None
-            if current is None:
-                current = boxes.create(spec, start=state == "started")
-            elif state == "started" and not running:
-                boxes.start(current)
-            current.reload()
-        module.exit_json(changed=changed, sandbox=describe(current),
-                         diff={"before": before, "after": after})  # fmt: skip
-    except SandboxError as exc:
-        module.fail_json(msg=str(exc))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,13 @@ description:
     out), which works under runsc; the image needs C(/bin/sh), C(cat), C(base64),
     C(sha256sum) and C(chmod), as busybox and coreutils images have.
   - Paths inside the sandbox must be absolute and contain no C(..) component. Paths on the
-    managed host (O(src) in, O(dest) out) must lie below O(workspace_root); the module never
-    reads or writes other host files.
+    managed host (O(src) in, O(dest) out) must lie below O(workspace_root). Each is walked
+    from the root one component at a time with no symlink followed (a symlink anywhere below
+    the root is refused), only regular files are read (never a FIFO or a device), and O(dest)
+    is written as a new file created exclusively in its verified directory, then renamed;
+    a sandbox that shares the workspace and renames or symlinks names in it while the module
+    runs cannot make it read or write another host file
+    (tests/security/test_library_attacks.py).
   - Also the way to hand a sandbox a secret without putting it in its environment or
     command line - O(content) with C(no_log), O(dest) on a tmpfs (C(/tmp) is one by
     default), mode C(0400). The audit log records the path, never the content.
@@ -59,11 +64,14 @@ options:
         content is returned (RV(content_b64)).
     type: str
   mode:
-    description: C(in) - the file's mode in the sandbox.
+    description:
+      - C(in) - the file's mode in the sandbox, in octal (C(0600), C(644)); anything else is
+        refused.
+      - C(out) writes O(dest) with mode C(0600), owned by the module's user.
     type: str
     default: "0600"
   max_size:
-    description: C(out) - refuse files larger than this many bytes.
+    description: Refuse files larger than this many bytes (both directions).
     type: int
     default: 67108864
 author:
@@ -95,8 +103,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 sha256:
-  description: sha256 of the file copied.
-  returned: success
+  description:
+    - sha256 of the file copied.
+    - Not returned (nor written to the audit log) for O(content), which is treated as a
+      secret - the hash of a short secret gives it away.
+  returned: success, unless O(content) was given
   type: str
 size:
   description: Size in bytes.
@@ -110,20 +121,41 @@ content_b64:
 
 import base64
 import hashlib
-import os
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
-    COMMON_ARGS,
-    SandboxError,
-    from_module_params,
-    host_path_in_workspace,
-)
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox import SandboxError
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.module import run_module
+
+
+def copy(module, boxes) -> dict:
+    p = module.params
+    if p["direction"] == "in":
+        if p["dest"] is None or (p["src"] is None and p["content"] is None):
+            raise SandboxError("direction in needs dest and one of src or content.")
+        if p["content"] is not None:
+            data = p["content"].encode()
+        else:
+            data = boxes.read_host_file(p["src"], max_size=p["max_size"])
+        digest = hashlib.sha256(data).hexdigest()
+        changed = boxes.file_sha256(p["name"], p["dest"]) != digest
+        # A hash of content (a secret, no_log) would give a short secret away: not shown.
+        shown = {"sha256": digest} if p["content"] is None else {}
+        if changed and not module.check_mode:
+            boxes.put_file(p["name"], p["dest"], data, mode=p["mode"])
+            boxes.audit.event("copy-in", sandbox=p["name"], path=p["dest"], **shown)
+        return {"changed": changed, "size": len(data), **shown}
+    if p["dest"] is None:
+        data = boxes.get_file(p["name"], p["src"], max_size=p["max_size"])
+        return {"changed": False, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                "content_b64": base64.b64encode(data).decode()}  # fmt: skip
+    changed, digest, size = boxes.copy_out(
+        p["name"], p["src"], p["dest"], max_size=p["max_size"], check_mode=module.check_mode
+    )
+    return {"changed": changed, "sha256": digest, "size": size}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
+    run_module(
+        {
             "name": {"type": "str", "required": True},
             "direction": {"type": "str", "choices": ["in", "out"], "default": "in"},
             "src": {"type": "str"},
@@ -131,51 +163,12 @@ def main() -> None:
             "dest": {"type": "str"},
             "mode": {"type": "str", "default": "0600"},
             "max_size": {"type": "int", "default": 64 * 1024 * 1024},
-            **COMMON_ARGS,
         },
+        copy,
         mutually_exclusive=[("src", "content")],
         required_if=[("direction", "out", ("src",))],
         supports_check_mode=True,
     )
-    p = module.params
-    try:
-        boxes = from_module_params(p)
-        if p["direction"] == "in":
-            if p["dest"] is None or (p["src"] is None and p["content"] is None):
-                raise SandboxError("direction in needs dest and one of src or content.")
-            if p["content"] is not None:
-                data = p["content"].encode()
-            else:
-                with open(host_path_in_workspace(p["src"], p["workspace_root"]), "rb") as f:
-                    data = f.read()
-            digest = hashlib.sha256(data).hexdigest()
-            changed = boxes.file_sha256(p["name"], p["dest"]) != digest
-            if changed and not module.check_mode:
-                boxes.put_file(p["name"], p["dest"], data, mode=p["mode"])
-                boxes.audit.event("copy-in", sandbox=p["name"], path=p["dest"], sha256=digest)
-            module.exit_json(changed=changed, sha256=digest, size=len(data))
-        data = boxes.get_file(p["name"], p["src"], max_size=p["max_size"])
-        digest = hashlib.sha256(data).hexdigest()
-        if p["dest"] is None:
-            module.exit_json(changed=False, sha256=digest, size=len(data),
-                             content_b64=base64.b64encode(data).decode())  # fmt: skip
-        dest = host_path_in_workspace(p["dest"], p["workspace_root"], must_exist=False)
-        old = None
-        if os.path.isfile(dest):
-            with open(dest, "rb") as f:
-                old = hashlib.sha256(f.read()).hexdigest()
-        changed = old != digest
-        if changed and not module.check_mode:
-            tmp = f"{dest}.fortress-partial"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)
-            boxes.audit.event("copy-out", sandbox=p["name"], path=p["src"], sha256=digest)
-    except SandboxError as exc:
-        module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg=f"{exc.filename}: {exc.strerror}.")
-    module.exit_json(changed=changed, sha256=digest, size=len(data))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,13 @@ description:
   - Runs O(argv) or O(cmd) in the existing sandbox O(name), or, with O(image) instead of
     O(name), in a fresh one-shot sandbox that is always destroyed afterwards (also on
     timeout and error).
-  - The timeout kills the process and its descendants inside the sandbox (Docker's API
-    cannot kill an exec; the module does it from a second exec). The image needs C(/bin/sh).
+  - The timeout kills the process and the descendants it still has inside the sandbox
+    (Docker's API cannot kill an exec; the module does it from a second exec). A descendant
+    that has already left the tree (double-forked or C(setsid) and reparented) is not found
+    by that walk; until the sandbox runs an init of Fortress's own, run untrusted commands in
+    a one-shot sandbox (O(image)), which is destroyed whole. The image needs C(/bin/sh).
+  - The daemon's answer is read as hostile - at most O(max_output) bytes per stream are kept
+    whatever its frames announce, and a malformed frame ends the command with an error.
   - Output is captured up to O(max_output) bytes per stream; RV(truncated) says whether it was cut.
   - Fails when the command times out or exits non-zero, like M(ansible.builtin.command).
 extends_documentation_fragment:
@@ -46,7 +51,9 @@ options:
     description: The command as a shell string, run with C(/bin/sh -c).
     type: str
   stdin:
-    description: Data for the command's standard input.
+    description:
+      - Data for the command's standard input. Treated as a secret - never shown in the
+        module's result or logs.
     type: str
   env:
     description: Environment of the command. Values are never logged.
@@ -128,23 +135,39 @@ timed_out:
 
 from dataclasses import asdict
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
-    COMMON_ARGS,
-    SandboxError,
-    SandboxSpec,
-    from_module_params,
-)
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox import SandboxSpec
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.module import run_module
+
+
+def run(module, boxes) -> dict:
+    p = module.params
+    argv = p["argv"] or ["/bin/sh", "-c", p["cmd"]]
+    stdin = p["stdin"].encode() if p["stdin"] is not None else None
+    if p["image"]:
+        spec = SandboxSpec(image=p["image"], env=p["env"], owner=p["owner"], cpus=p["cpus"],
+                           memory=p["memory"], network=p["network"])  # fmt: skip
+        result = boxes.task(spec, argv, stdin=stdin, timeout=p["timeout"],
+                            max_output=p["max_output"])  # fmt: skip
+    else:
+        result = boxes.exec(p["name"], argv, stdin=stdin, env=p["env"], timeout=p["timeout"],
+                            max_output=p["max_output"])  # fmt: skip
+    out = asdict(result)
+    if result.timed_out:
+        module.fail_json(msg=f"the command timed out after {p['timeout']} s and was killed.",
+                         changed=True, **out)  # fmt: skip
+    if result.rc != 0:
+        module.fail_json(msg=f"the command exited with status {result.rc}.", changed=True, **out)
+    return {"changed": True, **out}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
+    run_module(
+        {
             "name": {"type": "str"},
             "image": {"type": "str"},
             "argv": {"type": "list", "elements": "str"},
             "cmd": {"type": "str"},
-            "stdin": {"type": "str"},
+            "stdin": {"type": "str", "no_log": True},
             "env": {"type": "dict", "default": {}, "no_log": True},
             "timeout": {"type": "float", "default": 60},
             "max_output": {"type": "int", "default": 1048576},
@@ -152,34 +175,12 @@ def main() -> None:
             "cpus": {"type": "float", "default": 1.0},
             "memory": {"type": "str", "default": "512m"},
             "network": {"type": "str", "default": "none"},
-            **COMMON_ARGS,
         },
+        run,
         mutually_exclusive=[("name", "image"), ("argv", "cmd")],
         required_one_of=[("name", "image"), ("argv", "cmd")],
         supports_check_mode=False,
     )
-    p = module.params
-    argv = p["argv"] or ["/bin/sh", "-c", p["cmd"]]
-    stdin = p["stdin"].encode() if p["stdin"] is not None else None
-    try:
-        boxes = from_module_params(p)
-        if p["image"]:
-            spec = SandboxSpec(image=p["image"], env=p["env"], owner=p["owner"], cpus=p["cpus"],
-                               memory=p["memory"], network=p["network"])  # fmt: skip
-            result = boxes.task(spec, argv, stdin=stdin, timeout=p["timeout"],
-                                max_output=p["max_output"])  # fmt: skip
-        else:
-            result = boxes.exec(p["name"], argv, stdin=stdin, env=p["env"], timeout=p["timeout"],
-                                max_output=p["max_output"])  # fmt: skip
-    except SandboxError as exc:
-        module.fail_json(msg=str(exc))
-    out = asdict(result)
-    if result.timed_out:
-        module.fail_json(msg=f"the command timed out after {p['timeout']} s and was killed.",
-                         changed=True, **out)  # fmt: skip
-    if result.rc != 0:
-        module.fail_json(msg=f"the command exited with status {result.rc}.", changed=True, **out)
-    module.exit_json(changed=True, **out)
 
 
 if __name__ == "__main__":

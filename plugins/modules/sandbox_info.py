@@ -73,11 +73,16 @@ sandboxes:
       description: Owner label.
       type: str
     expires:
-      description: Epoch seconds when the TTL passes.
+      description: Epoch seconds when the TTL passes; null when its label is not a time.
       type: float
     expired:
       description: Whether the TTL has passed.
       type: bool
+    error:
+      description:
+        - Only when the expiry label is not a time (broken or planted) - what is wrong with
+          it. The reaper reports such a sandbox and skips it; remove it by hand.
+      type: str
     runtime:
       description: The runtime Docker recorded.
       type: str
@@ -86,29 +91,21 @@ sandboxes:
       type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
-    COMMON_ARGS,
-    SandboxError,
-    from_module_params,
-)
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.module import run_module
+
+
+def info(module, boxes) -> dict:
+    p = module.params
+    return {"changed": False, "sandboxes": boxes.list(owner=p["owner"], labels=p["labels"])}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "owner": {"type": "str"},
-            "labels": {"type": "dict", "default": {}},
-            **COMMON_ARGS,
-        },
+    run_module(
+        {"owner": {"type": "str"}, "labels": {"type": "dict", "default": {}}},
+        info,
+        audit=False,
         supports_check_mode=True,
     )
-    try:
-        boxes = from_module_params({**module.params, "audit_log": ""})
-        found = boxes.list(owner=module.params["owner"], labels=module.params["labels"])
-    except SandboxError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, sandboxes=found)
 
 
 if __name__ == "__main__":

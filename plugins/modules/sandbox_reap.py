@@ -41,23 +41,27 @@ reaped:
   returned: always
   type: list
   elements: str
+skipped:
+  description:
+    - One sentence per sandbox passed over because its expiry label is not a time (a broken
+      or planted label); the rest are still reaped. Also given as warnings.
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
-    COMMON_ARGS,
-    SandboxError,
-    from_module_params,
-)
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.module import run_module
+
+
+def reap(module, boxes) -> dict:
+    reaped = boxes.reap(dry_run=module.check_mode)
+    for skipped in boxes.skipped:
+        module.warn(f"not reaped: {skipped}")
+    return {"changed": bool(reaped), "reaped": reaped, "skipped": boxes.skipped}
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=dict(COMMON_ARGS), supports_check_mode=True)
-    try:
-        reaped = from_module_params(module.params).reap(dry_run=module.check_mode)
-    except SandboxError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=bool(reaped), reaped=reaped)
+    run_module({}, reap, supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ ROOT = "/var/lib/fortress/workspaces"
 IMAGE = adv.IMAGE
 FOREVER = ["/bin/sh", "-c", "sleep 2147483647"]
 lib = adv.load_library()
-# Each attack lands red first: strict, so the commit that fixes it must remove the mark.
-UNFIXED = pytest.mark.xfail(strict=True, reason="issue 16 finding, not fixed yet")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +83,6 @@ def sandbox_sh(inventory: Path, name: str, script: str) -> dict[str, Any]:
 # --- copy out -----------------------------------------------------------------------------
 
 
-@UNFIXED
 def test_copy_out_never_writes_through_a_name_the_sandbox_planted(
     inventory: Path, host: adv.LabHost
 ) -> None:
@@ -130,8 +127,7 @@ import sandbox as lib
 root, path = sys.argv[1], sys.argv[2]
 
 def read(path):
-    with open(lib.host_path_in_workspace(path, root), "rb") as f:
-        return f.read()
+    return lib.hostfs.read_file(root, path, 1 << 20)
 
 seen = {"inside": 0, "outside": 0, "refused": 0}
 began = time.monotonic()
@@ -155,7 +151,6 @@ RACER = (
 )
 
 
-@UNFIXED
 def test_copy_in_never_reads_outside_the_root_while_a_sandbox_races_renames(
     inventory: Path, host: adv.LabHost
 ) -> None:
@@ -178,15 +173,13 @@ import sys
 sys.path.insert(0, "/usr/local/lib/fortress")
 import sandbox as lib
 try:
-    with open(lib.host_path_in_workspace(sys.argv[2], sys.argv[1]), "rb") as f:
-        f.read()
+    lib.hostfs.read_file(sys.argv[1], sys.argv[2], 1 << 20)
     print("read")
 except lib.SandboxError as exc:
     print(exc)
 """
 
 
-@UNFIXED
 def test_copy_in_reads_only_a_regular_file_within_its_size_cap(
     inventory: Path, host: adv.LabHost
 ) -> None:
@@ -211,7 +204,6 @@ def test_copy_in_reads_only_a_regular_file_within_its_size_cap(
 # --- a hostile daemon -----------------------------------------------------------------------
 
 
-@UNFIXED
 def test_a_hostile_daemon_announcing_a_huge_frame_is_refused_in_bounded_memory(
     tmp_path: Path,
 ) -> None:
@@ -222,7 +214,9 @@ def test_a_hostile_daemon_announcing_a_huge_frame_is_refused_in_bounded_memory(
 
     sock = tmp_path / "docker.sock"
     with hostile_daemon(sock, stream):
-        boxes = lib.Sandboxes(socket_path=str(sock), check=False, audit_log=None)
+        boxes = lib.Sandboxes(
+            socket_path=str(sock), check=False, audit_log=None, fingerprint_key=None
+        )
         tracemalloc.start()
         try:
             with pytest.raises(lib.SandboxError, match="announced a stream frame of 2147483648"):
@@ -236,7 +230,6 @@ def test_a_hostile_daemon_announcing_a_huge_frame_is_refused_in_bounded_memory(
 # --- secrets --------------------------------------------------------------------------------
 
 
-@UNFIXED
 def test_a_canary_secret_in_env_stdin_and_content_appears_nowhere(
     inventory: Path, host: adv.LabHost
 ) -> None:
@@ -277,7 +270,6 @@ def test_a_canary_secret_in_env_stdin_and_content_appears_nowhere(
     assert leaks == {"env": [], "stdin": [], "content": []}
 
 
-@UNFIXED
 def test_a_four_digit_env_pin_is_not_recoverable_from_the_fingerprint_label(
     inventory: Path,
 ) -> None:
@@ -300,12 +292,14 @@ def test_a_four_digit_env_pin_is_not_recoverable_from_the_fingerprint_label(
 # --- reaper ---------------------------------------------------------------------------------
 
 
-@UNFIXED
 def test_one_malformed_expiry_label_does_not_stop_the_reaper_and_removal_is_by_id(
     host: adv.LabHost,
 ) -> None:
     docker = host.docker()
-    boxes = lib.Sandboxes(socket_path=f"{host.root}/run/docker.sock", check=False, audit_log=None)
+    boxes = lib.Sandboxes(
+        socket_path=f"{host.root}/run/docker.sock", check=False, audit_log=None,
+        fingerprint_key=None,
+    )  # fmt: skip
 
     def planted(name: str, expires: str) -> Any:
         labels = {lib.LABEL: "1", lib.LABEL_OWNER: "attack", lib.LABEL_EXPIRES: expires}
@@ -335,7 +329,6 @@ def test_one_malformed_expiry_label_does_not_stop_the_reaper_and_removal_is_by_i
 # --- bounds on caller input -------------------------------------------------------------------
 
 
-@UNFIXED
 def test_a_ttl_above_the_maximum_and_a_mode_that_is_not_octal_are_refused(
     inventory: Path, host: adv.LabHost
 ) -> None:

@@ -18,6 +18,7 @@ from ansible.errors import AnsibleFilterError
 from test_filters import _load as load_filter_module
 
 from fortress_lab.adversary import load_library
+from fortress_lab.common import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 filters = load_filter_module("egress_policies")
@@ -64,7 +65,7 @@ def test_networks_are_derived_from_the_position_in_the_pools() -> None:
     )  # fmt: skip
     a, b = policies
     assert (a["network"], a["bridge"], a["subnet"], a["gateway"]) == (
-        "fortress-egress-a", "fe-a", "10.213.0.0/24", "10.213.0.1")  # fmt: skip
+        contract().EGRESS_NETWORK_PREFIX + "a", "fe-a", "10.213.0.0/24", "10.213.0.1")  # fmt: skip
     assert (a["subnet6"], a["gateway6"], a["proxy"]) == (
         "fd0f:e9e5:213::/64", "fd0f:e9e5:213::1", "http://10.213.0.1:3128")  # fmt: skip
     assert (b["subnet"], b["gateway"], b["subnet6"]) == (
@@ -103,10 +104,11 @@ def test_bad_policies_are_one_sentence(policies: list, message: str) -> None:
         egress_policies(policies, "10.213.0.0/16", "fd0f:e9e5:213::/48", 3128)
 
 
-def test_the_filters_and_the_library_agree_on_the_network_prefix() -> None:
+def test_the_filters_take_the_network_prefix_from_the_contract() -> None:
     lib = load_library()
-    assert filters.EGRESS_NETWORK_PREFIX == lib.EGRESS_NETWORK_PREFIX
-    assert load_filter_module("outer_instances").EGRESS_NETWORK_PREFIX == lib.EGRESS_NETWORK_PREFIX
+    assert filters.EGRESS_NETWORK_PREFIX is lib.contract.EGRESS_NETWORK_PREFIX
+    outer = load_filter_module("outer_instances")
+    assert outer.EGRESS_NETWORK_PREFIX is lib.contract.EGRESS_NETWORK_PREFIX
 
 
 # --- the proxy's decisions ------------------------------------------------------------------

@@ -14,6 +14,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from test_filters import _load as load_filter_module
 
+from fortress_lab.common import contract
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "outer_sandbox"
 
@@ -76,7 +78,7 @@ def test_instances_expand_names_and_defaults() -> None:
 
 def test_an_instance_on_an_egress_policy_gets_the_policys_network() -> None:
     got = outer_instances([{"name": "a", "egress": "llm"}], DEFAULTS, "/etc/f", "/run/f")[0]
-    assert (got["egress"], got["network"]) == ("llm", "fortress-egress-llm")
+    assert (got["egress"], got["network"]) == ("llm", contract().EGRESS_NETWORK_PREFIX + "llm")
     with pytest.raises(
         AnsibleFilterError, match="instance 'a': egress 'No Such' is not an egress policy name"
     ):

@@ -17,12 +17,11 @@ this machine, reaching a container lab host's sockets through /proc/<pid>/root.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import shlex
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from fortress_lab.common import REPO_ROOT, client
+from fortress_lab.common import COLLECTION, client, collection_on_path
 
 SCRIPT = (Path(__file__).parent / "files" / "probes.sh").read_text()
 IMAGE = "fortress/smoke:busybox"
@@ -113,15 +112,10 @@ def parse(output: str) -> dict[str, tuple[str, str]]:
 
 
 def load_library() -> ModuleType:
-    """plugins/module_utils/sandbox.py, the lifecycle library the modules run."""
-    path = REPO_ROOT / "plugins" / "module_utils" / "sandbox.py"
-    spec = importlib.util.spec_from_file_location("fortress_sandbox", path)
-    assert spec and spec.loader
-    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
-    if spec.name not in sys.modules:
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return module
+    """plugins/module_utils/sandbox, the lifecycle library the modules run, imported by its
+    collection name."""
+    collection_on_path()
+    return importlib.import_module(f"{COLLECTION}.plugins.module_utils.sandbox")
 
 
 class Shell:
@@ -193,7 +187,7 @@ class LabHost(Shell):
         sock = f"{self.root}/run/fortress/outer/{self.outer}/docker.sock"
         # check=False: /proc/<pid>/root is a magic link, which the library's socket check
         # (no symlinks, root-owned) rightly refuses; that check has tests of its own.
-        return lib.Sandboxes(socket_path=sock, audit_log=None, check=False)
+        return lib.Sandboxes(socket_path=sock, audit_log=None, check=False, fingerprint_key=None)
 
     def wait_outer(self, timeout: float = 120) -> Any:
         """The library on the outer's daemon once it answers (after a restart)."""

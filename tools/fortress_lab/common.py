@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import http.client
+import importlib
 import os
 import sys
 import threading
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -20,6 +22,27 @@ LABEL_LAB = "io.fortress.lab"
 LABEL_IMAGE = "io.fortress.lab.image"
 
 _lock = threading.RLock()
+COLLECTION = "ansible_collections.fortress.agents"
+
+
+def collection_on_path() -> None:
+    """Make this checkout importable as the collection it is (ansible_collections.fortress.
+    agents), the way Ansible imports it: collections/ansible_collections/fortress/agents, the
+    link scripts/bootstrap.sh makes (made here too when missing), put on sys.path. The
+    ansible package's own ansible_collections is a namespace package, so both are seen."""
+    base = REPO_ROOT / "collections"
+    link = base / "ansible_collections" / "fortress" / "agents"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("../../..")
+    if str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+
+
+def contract() -> Any:
+    """plugins/module_utils/sandbox/contract.py: the labels and prefixes the lab checks."""
+    collection_on_path()
+    return importlib.import_module(f"{COLLECTION}.plugins.module_utils.sandbox.contract")
 
 
 class LabError(Exception):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fortress_lab.adversary import Shell, run_sandboxed
-from fortress_lab.common import LabError
+from fortress_lab.common import LabError, contract
 
 WORLD = (Path(__file__).parent / "files" / "egress_world.py").read_text()
 WORLD_DIR = "/run/fortress-egress-world"
@@ -199,7 +199,7 @@ class Outcome:
 def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
     """The policy network's IPv4 and IPv6 gateways and the proxy port, from the network's
     IPAM configuration and proxy label on the host's daemon."""
-    out = host.run(f"docker network inspect fortress-egress-{policy}").stdout
+    out = host.run(f"docker network inspect {contract().EGRESS_NETWORK_PREFIX}{policy}").stdout
     try:
         net = json.loads(out)[0]
     except (ValueError, IndexError) as exc:
@@ -207,7 +207,7 @@ def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
     gws = [c["Gateway"] for c in net["IPAM"]["Config"] if c.get("Gateway")]
     gw4 = next(g for g in gws if ipaddress.ip_address(g).version == 4)
     gw6 = next(g for g in gws if ipaddress.ip_address(g).version == 6)
-    return gw4, gw6, int(net["Labels"]["io.fortress.egress.proxy"].rsplit(":", 1)[1])
+    return gw4, gw6, int(net["Labels"][contract().EGRESS_PROXY_LABEL].rsplit(":", 1)[1])
 
 
 def check(host: Shell, policy: str = POLICY) -> Outcome:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .common import contract
+
 CONTAINER_ID = "c0ffee" * 10 + "c0ff"
 UPGRADED = (
     b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
@@ -65,7 +67,7 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.write(_json(200, {
                 "Id": CONTAINER_ID, "Name": "/victim",
                 "State": {"Status": "running", "Running": True},
-                "Config": {"Labels": {"io.fortress.sandbox": "1"}, "Image": "x"},
+                "Config": {"Labels": {contract().LABEL: "1"}, "Image": "x"},
                 "HostConfig": {"Runtime": "runsc"}, "Image": "sha256:" + "0" * 64,
             }))  # fmt: skip
         elif method == "POST" and path.endswith("/exec"):

@@ -7,6 +7,8 @@ import json
 
 from conftest import PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
+from fortress_lab.common import contract
+
 # The dind host; test_50_userns.py covers the userns one.
 testinfra_hosts = [f"ansible://{PLATFORM}"]
 
@@ -167,7 +169,7 @@ def test_socket_is_root_only(host, tenant) -> None:
 
 def test_tenants_are_separate(host) -> None:
     a, b = inspect(host, "tenant-a"), inspect(host, "tenant-b")
-    assert a["HostConfig"]["NetworkMode"] == "fortress-egress-lab"
+    assert a["HostConfig"]["NetworkMode"] == contract().EGRESS_NETWORK_PREFIX + "lab"
     assert b["HostConfig"]["NetworkMode"] == "none"
     vol = {
         t: next(m["Name"] for m in i["Mounts"] if m["Destination"] == "/var/lib/docker")

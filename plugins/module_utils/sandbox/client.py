@@ -1,0 +1,305 @@
+# Copyright: Fortress developers
+# Apache-2.0
+"""The adapter: every call to a Docker daemon goes through Sandboxes. Lookups, lifecycle,
+listing and reaping live here; commands.py and files.py add exec, task and files."""
+
+from __future__ import annotations
+
+import math
+import os
+import posixpath
+import time
+from typing import Any
+
+try:  # the Docker SDK for Python; the modules report its absence cleanly
+    import docker
+    import docker.errors
+
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR: Exception | None = None
+except ImportError as exc:  # pragma: no cover - depends on the host
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = exc
+
+from . import hostfs
+from .audit import AuditLog
+from .commands import CommandsMixin
+from .contract import (
+    DEFAULT_AUDIT_LOG,
+    DEFAULT_FINGERPRINT_KEY,
+    DEFAULT_SOCKET,
+    DEFAULT_WORKSPACE_ROOT,
+    LABEL,
+    LABEL_EXPIRES,
+    LABEL_IMAGE,
+    LABEL_NETWORK,
+    LABEL_OWNER,
+    LABEL_SPEC,
+    LABEL_TTL,
+    MAX_TTL,
+)  # fmt: skip
+from .egress import egress_plan
+from .errors import SandboxError, daemon_call
+from .files import FilesMixin
+from .guards import check_mount, check_socket, runsc_sandbox_pids, safe_workdir
+from .spec import SandboxSpec, parse_size
+
+
+def _refusal(spec: SandboxSpec, explanation: str) -> str:
+    """Docker's refusal as one sentence; the limits a parent cgroup caps get their fix."""
+    if any(f"{knob}: invalid argument" in explanation for knob in ("cfs_quota_us", "cpu.max")):
+        return (
+            f"the sandbox asks for {spec.cpus} CPUs, more than the daemon's parent cgroup (for "
+            "example its outer container) allows: lower cpus to at most the outer's cpus."
+        )
+    return f"Docker refused the sandbox: {explanation}."
+
+
+def expiry(labels: dict[str, str]) -> float | None:
+    """The expiry time a sandbox's labels give, or None if the label is not a number (a
+    hostile or broken label: reported and skipped, never fatal to a listing)."""
+    try:
+        value = float(labels.get(LABEL_EXPIRES, "inf"))
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value  # NaN is not a time
+
+
+class Sandboxes(CommandsMixin, FilesMixin):
+    """The adapter: every call to Docker goes through here."""
+
+    def __init__(
+        self,
+        socket_path: str = DEFAULT_SOCKET,
+        workspace_root: str = DEFAULT_WORKSPACE_ROOT,
+        audit_log: str | None = DEFAULT_AUDIT_LOG,
+        check: bool = True,
+        socket_owner: int = 0,
+        fingerprint_key: str | None = DEFAULT_FINGERPRINT_KEY,
+        max_ttl: int = MAX_TTL,
+    ) -> None:
+        if not HAS_DOCKER:
+            raise SandboxError(
+                f"the Docker SDK for Python is missing ({DOCKER_IMPORT_ERROR}): "
+                "install python3-docker."
+            )
+        if check:
+            check_socket(socket_path, socket_owner)
+        self.socket_path = socket_path
+        self.workspace_root = workspace_root
+        self.max_ttl = max_ttl
+        self.audit = AuditLog(audit_log)
+        self.skipped: list[str] = []  # what reap() passed over, one sentence each
+        # None: a key of this process only (fingerprints then match within one process).
+        self._key = hostfs.load_key(fingerprint_key) if fingerprint_key else None
+        self._process_key = b""
+        try:
+            self.client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=120)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise SandboxError(
+                f"the Docker daemon at {socket_path} does not answer ({exc}): start it, or give "
+                "the socket of a running daemon."
+            ) from exc
+
+    def fingerprint(self, spec: SandboxSpec) -> str:
+        """The spec's fingerprint label under this host's key (secrets in env stay secret)."""
+        if self._key is None:
+            self._process_key = self._process_key or os.urandom(32)
+            return spec.fingerprint(self._process_key)
+        return spec.fingerprint(self._key)
+
+    # --- lookups ------------------------------------------------------------------------
+
+    @daemon_call("a lookup")
+    def get(self, name: str) -> Any | None:
+        """The sandbox container called name, or None; refuses containers not ours."""
+        try:
+            container = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        if container.labels.get(LABEL) != "1":
+            raise SandboxError(
+                f"a container named {name} exists but was not created by Fortress: "
+                "pick another name."
+            )
+        return container
+
+    @daemon_call("the runtime check")
+    def check_runtime(self, runtime: str) -> None:
+        runtimes = self.client.info().get("Runtimes", {})
+        path = (runtimes.get(runtime) or {}).get("path", "")
+        if not runtime.startswith("runsc") or posixpath.basename(path) != "runsc":
+            raise SandboxError(
+                f"runtime {runtime!r} is not a runsc runtime of this daemon (it has "
+                f"{', '.join(sorted(runtimes))}): sandboxes run only under gVisor; "
+                "converge site.yml (the gvisor role for a host's daemon, outer_sandbox for an "
+                "outer container's)."
+            )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @daemon_call("create")
+    def create(self, spec: SandboxSpec, start: bool = True) -> Any:
+        """Create (and start) a sandbox; on any failure nothing is left behind."""
+        kwargs = self._create_kwargs(spec)
+        self.check_runtime(kwargs["runtime"])
+        began = time.monotonic()
+        container = None
+        try:
+            container = self.client.containers.create(spec.image, **kwargs)
+            if start:
+                self.start(container)
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxError(
+                f"image {spec.image} is not on this daemon: load or build it there first."
+            ) from exc
+        except docker.errors.APIError as exc:
+            note = self._discard(container)
+            if exc.status_code == 409:
+                raise SandboxError(
+                    f"a container named {spec.name} already exists: pick another name."
+                ) from exc
+            raise SandboxError(_refusal(spec, str(exc.explanation or exc)) + note) from exc
+        except BaseException:
+            self._discard(container)
+            raise
+        self.audit.event(
+            "create", sandbox=container.name, image=spec.image, image_id=container.image.id,
+            owner=spec.owner, argv=spec.command, env_keys=sorted(spec.env),
+            duration=round(time.monotonic() - began, 3),
+        )  # fmt: skip
+        return container
+
+    @daemon_call("start")
+    def start(self, container: Any) -> None:
+        """Start and verify from the host side that it runs in gVisor; else remove it."""
+        container.start()
+        container.reload()
+        runtime = container.attrs["HostConfig"].get("Runtime", "")
+        deadline = time.monotonic() + 10
+        while not runsc_sandbox_pids(container.id):
+            if time.monotonic() > deadline or not runtime.startswith("runsc"):
+                note = self._discard(container) or " It was removed."
+                raise SandboxError(
+                    f"sandbox {container.name} did not start under gVisor (runtime {runtime!r}, "
+                    "no runsc-sandbox process for it): its daemon's runsc runtime is not gVisor, "
+                    "fix the daemon's runtimes (its entrypoint or command may have started before "
+                    f"this check; no exec was run in it).{note}"
+                )
+            time.sleep(0.05)
+
+    def _discard(self, container: Any) -> str:
+        """Remove a container that will not be handed out: '' once it is gone, else a
+        sentence saying it could not be removed (a runtime that cannot kill, say)."""
+        if container is None:
+            return ""
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            return (
+                f" Removing {container.name} failed too ({exc.explanation or exc}): remove it "
+                "once the runtime is fixed."
+            )
+        return ""
+
+    @daemon_call("remove")
+    def remove(self, name: str) -> bool:
+        container = self.get(name)
+        if container is None:
+            return False
+        container.remove(force=True)
+        self.audit.event("remove", sandbox=name, owner=container.labels.get(LABEL_OWNER))
+        return True
+
+    # --- listing and reaping --------------------------------------------------------------
+
+    @daemon_call("list")
+    def list(self, owner: str | None = None, labels: dict[str, str] | None = None,
+             now: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Fortress sandboxes on this daemon. A sandbox whose expiry label is not a number
+        is listed with expires None, expired False and the problem in `error`."""
+        filters = [f"{LABEL}=1"]
+        if owner:
+            filters.append(f"{LABEL_OWNER}={owner}")
+        filters += [f"{k}={v}" for k, v in (labels or {}).items()]
+        now = time.time() if now is None else now
+        found = []
+        for c in self.client.containers.list(all=True, filters={"label": filters}):
+            expires = expiry(c.labels)
+            entry = {
+                "name": c.name, "id": c.id, "status": c.status,
+                "image": c.labels.get(LABEL_IMAGE, ""), "owner": c.labels.get(LABEL_OWNER, ""),
+                "expires": expires, "expired": expires is not None and expires <= now,
+                "labels": c.labels, "runtime": c.attrs["HostConfig"].get("Runtime", ""),
+            }  # fmt: skip
+            if expires is None:
+                entry["error"] = (
+                    f"label {LABEL_EXPIRES} is {c.labels.get(LABEL_EXPIRES)!r}, not a time: "
+                    "skipped by the reaper; remove this sandbox by hand"
+                )
+            found.append(entry)
+        return found
+
+    @daemon_call("reap")
+    def reap(self, dry_run: bool = False, now: float | None = None) -> list[str]:
+        """Destroy every Fortress sandbox whose TTL has passed; return their names. Each is
+        read again by ID and removed by ID, so a sandbox recreated under the same name in
+        between is not touched; one with a bad expiry label is reported and skipped."""
+        now = time.time() if now is None else now
+        reaped = []
+        for found in self.list(now=now):
+            if "error" in found:
+                self.audit.event("reap-skipped", sandbox=found["name"], reason=found["error"])
+                self.skipped.append(f"{found['name']}: {found['error']}")
+                continue
+            if not found["expired"]:
+                continue
+            if not dry_run:
+                try:
+                    container = self.client.containers.get(found["id"])
+                except docker.errors.NotFound:
+                    continue
+                again = expiry(container.labels)
+                if container.labels.get(LABEL) != "1" or again is None or again > now:
+                    continue
+                container.remove(force=True)
+                self.audit.event("reap", sandbox=found["name"], id=found["id"])
+            reaped.append(found["name"])
+        return reaped
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _create_kwargs(self, spec: SandboxSpec) -> dict[str, Any]:
+        spec.check(self.max_ttl)
+        memory = parse_size(spec.memory, "memory")
+        tmpfs = parse_size(spec.tmpfs_size, "tmpfs_size")
+        mounts = [check_mount(m, self.workspace_root) for m in spec.mounts]
+        network, runtime, proxy_env = self.network_plan(spec.network, spec.runtime)
+        now = time.time()
+        labels = {
+            **spec.labels, LABEL: "1", LABEL_OWNER: spec.owner, LABEL_TTL: str(spec.ttl),
+            LABEL_EXPIRES: str(int(now + spec.ttl)), LABEL_SPEC: self.fingerprint(spec),
+            LABEL_NETWORK: spec.network, LABEL_IMAGE: spec.image,
+        }  # fmt: skip
+        return {
+            "name": spec.name, "command": spec.command,
+            "environment": {**proxy_env, **spec.env} or None,
+            "working_dir": safe_workdir(spec.workdir), "user": spec.user, "runtime": runtime,
+            "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
+            "read_only": spec.read_only, "network_mode": network,
+            "tmpfs": {"/tmp": f"size={tmpfs},mode=1777"},
+            "mem_limit": memory, "memswap_limit": memory,
+            "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
+            "pids_limit": spec.pids, "labels": labels, "detach": True,
+            "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+                        for m in mounts},
+        }  # fmt: skip
+
+    def network_plan(self, policy: str, runtime: str) -> tuple[str, str, dict[str, str]]:
+        """(Docker network mode, runtime, proxy environment) for a sandbox's `network`."""
+        if policy == "none":
+            return "none", runtime, {}
+        return egress_plan(self.client.info().get("Labels") or [], policy)

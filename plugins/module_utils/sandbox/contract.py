@@ -1,0 +1,55 @@
+# Copyright: Fortress developers
+# Apache-2.0
+"""The one home of the sandbox contract: every label, prefix, default and limit the library,
+the modules, the roles' templates and the tests share. Nothing else spells these values:
+a unit test (tests/unit/plugins/module_utils/sandbox/test_contract.py) fails if another
+file does."""
+
+from __future__ import annotations
+
+# Ownership and lifecycle labels of a sandbox container.
+LABEL = "io.fortress.sandbox"
+LABEL_OWNER = f"{LABEL}.owner"
+LABEL_TTL = f"{LABEL}.ttl"
+LABEL_EXPIRES = f"{LABEL}.expires"
+LABEL_SPEC = f"{LABEL}.spec"
+LABEL_NETWORK = f"{LABEL}.network"
+LABEL_IMAGE = f"{LABEL}.image"
+
+# Egress contract (the egress and outer_sandbox roles): an outer container on policy P's
+# internal network (EGRESS_NETWORK_PREFIX + P, whose only way out is P's proxy) runs an inner
+# daemon labelled EGRESS_POLICY_LABEL=P, EGRESS_PROXY_LABEL=<proxy URL> and
+# EGRESS_RUNTIME_LABEL=<a runsc runtime with --network=host>. A sandbox whose `network` is P
+# shares that outer's network namespace (Docker network mode host, under that runtime) and
+# gets the proxy in its environment; any other `network` value but none is refused there.
+EGRESS_NETWORK_PREFIX = "fortress-egress-"
+EGRESS_POLICY_LABEL = "io.fortress.egress.policy"
+EGRESS_PROXY_LABEL = "io.fortress.egress.proxy"
+EGRESS_RUNTIME_LABEL = "io.fortress.egress.runtime"
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+
+# Where things live on a managed host.
+DEFAULT_SOCKET = "/run/docker.sock"
+DEFAULT_WORKSPACE_ROOT = "/var/lib/fortress/workspaces"
+DEFAULT_AUDIT_LOG = "/var/log/fortress/sandbox-audit.log"
+# The per-host key of the spec fingerprint label (created 0600 on first use).
+DEFAULT_FINGERPRINT_KEY = "/var/lib/fortress/sandbox-fingerprint.key"
+DEFAULT_USER = "65534:65534"  # nobody
+# The command of a sandbox that waits for execs (and stops at once on SIGTERM).
+KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+# Paths a mount may never cover inside a sandbox.
+NOT_A_TARGET = (
+    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run",
+    "/sbin", "/sys", "/usr", "/var/run",
+)  # fmt: skip
+
+# Limits.
+DEFAULT_TTL = 3600
+MAX_TTL = 24 * 3600  # the longest life a sandbox may ask for (sandbox_reaper_max_ttl)
+DEFAULT_MAX_OUTPUT = 1024 * 1024  # bytes kept per stream of an exec
+MAX_FILE_SIZE = 64 * 1024 * 1024  # bytes a copy moves either way, by default
+# Docker's multiplexed stream: an 8-byte header, then at most this many bytes. Docker writes
+# frames of at most 32 KiB; a header announcing more is a hostile or broken daemon.
+MAX_FRAME = 1024 * 1024
+AUDIT_MAX_BYTES = 10 * 1024 * 1024
+AUDIT_BACKUPS = 5

@@ -1,0 +1,46 @@
+# Copyright: Fortress developers
+# Apache-2.0
+"""The library's one exception, and the daemon a call lost turned into it."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+try:  # requests comes with the Docker SDK for Python (client.py reports its absence)
+    import requests.exceptions
+
+    # What a daemon that died, restarted or hangs looks like from here.
+    LOST: tuple[type[BaseException], ...] = (
+        requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+    )  # fmt: skip
+except ImportError:  # pragma: no cover - depends on the host
+    LOST = (ConnectionError,)
+
+
+class SandboxError(Exception):
+    """One sentence that names the problem and the fix."""
+
+
+class StreamError(SandboxError):
+    """A daemon sent bytes that are not Docker's stream protocol (hostile or broken)."""
+
+
+def daemon_call(what: str) -> Any:
+    """Turn a daemon lost mid-call into one SandboxError sentence (not a traceback)."""
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except LOST as exc:
+                raise SandboxError(
+                    f"the Docker daemon at {self.socket_path} stopped answering during {what} "
+                    f"({type(exc).__name__}): check that it runs (the host's docker service, or "
+                    "the outer container), then retry."
+                ) from exc
+
+        return call
+
+    return wrap

@@ -1,0 +1,94 @@
+# Copyright: Fortress developers
+# Apache-2.0
+"""Checks at the boundary: the daemon socket, mounts, paths inside a sandbox, the runtime."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+
+from .contract import NOT_A_TARGET
+from .errors import SandboxError
+from .hostfs import verified_path
+from .spec import Mount
+
+
+def check_socket(path: str, owner: int = 0) -> None:
+    """Refuse a daemon socket path another user could have redirected: reached through a
+    symlink, not a socket, or not owned by `owner` (root, or for an outer container in
+    userns mode the host uid its root maps to, as whom that daemon creates its socket).
+
+    This checks the path, and the Docker SDK then connects to the path again: it guards
+    against a socket put in the wrong place, not against root inside a dind outer, which is
+    host uid 0 and can replace the socket in between. Every answer of such a daemon is
+    therefore parsed as hostile (stream.py) and the runtime is verified from the host."""
+    if os.path.realpath(path) != os.path.abspath(path):
+        raise SandboxError(
+            f"the Docker socket {path} is reached through a symlink: give its real path."
+        )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError as exc:
+        raise SandboxError(f"no Docker socket at {path}: is that daemon running?") from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SandboxError(f"{path} is not a socket: give the path of a Docker daemon's socket.")
+    if st.st_uid != owner:
+        expected = "root" if owner == 0 else f"uid {owner}"
+        raise SandboxError(
+            f"the Docker socket {path} is owned by uid {st.st_uid}, not {expected}: refusing a "
+            "socket another user (or a compromised container) could have put there."
+        )
+
+
+def check_mount(mount: Mount, workspace_root: str) -> Mount:
+    """Only directories or files below the workspace root, reached with no symlink, never
+    sockets or system paths."""
+    source = verified_path(workspace_root, mount.source)
+    target = posixpath.normpath(mount.target)
+    if not posixpath.isabs(target) or any(
+        target == p or (p != "/" and target.startswith(p + "/")) for p in NOT_A_TARGET
+    ):
+        raise SandboxError(
+            f"mount target {mount.target} is a system path: use a path like /workspace."
+        )
+    return Mount(source, target, mount.read_only)
+
+
+def safe_path(path: str) -> str:
+    """An absolute path inside the sandbox with no '..' component (file transfer)."""
+    if not path.startswith("/") or ".." in path.split("/") or "\0" in path:
+        raise SandboxError(f"path {path!r} must be absolute and must not contain '..'.")
+    return posixpath.normpath(path)
+
+
+def safe_workdir(path: str | None) -> str | None:
+    """A working directory outside the kernel's pseudo-filesystems. A /proc/self/fd/N
+    working directory is the CVE-2024-21626 escape (a leaked host fd); refused before any
+    runtime sees it."""
+    if path is None:
+        return None
+    clean = safe_path(path)
+    if clean.lstrip("/").split("/")[0] in ("proc", "sys", "dev"):
+        raise SandboxError(
+            f"workdir {path!r} is under /proc, /sys or /dev, where a working directory can "
+            "reach outside the sandbox (CVE-2024-21626): pick a directory of the image or a "
+            "mount."
+        )
+    return clean
+
+
+def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
+    """Host PIDs of runsc-sandbox processes whose command line carries container_id."""
+    found = []
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0] == b"runsc-sandbox" and any(container_id.encode() in a for a in argv):
+            found.append(int(entry))
+    return found
