@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import socketserver
 import threading
 import time
@@ -33,6 +32,36 @@ def _json(status: int, body: object) -> bytes:
     return head.encode() + b"\r\n" + data
 
 
+def json_reply(body: object) -> Callable[[], Iterator[bytes]]:
+    """A reply of one JSON document (for replies=...)."""
+    return lambda: iter([_json(200, body)])
+
+
+def endless_json(size: int, trickle: float = 0.0) -> Callable[[], Iterator[bytes]]:
+    """A reply announcing a JSON body of size bytes and sending it (slowly with trickle: one
+    byte per trickle seconds)."""
+
+    def reply() -> Iterator[bytes]:
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        yield f"{head}Content-Length: {size}\r\n\r\n".encode()
+        if trickle:
+            for _ in range(size):
+                time.sleep(trickle)
+                yield b" "
+        else:
+            for _ in range(size // 65536):
+                yield b" " * 65536
+
+    return reply
+
+
+CONTAINER = {
+    "Id": CONTAINER_ID, "Name": "/victim", "State": {"Status": "running", "Running": True},
+    "Config": {"Labels": {}, "Image": "x"}, "HostConfig": {"Runtime": "runsc"},
+    "Image": "sha256:" + "0" * 64, "Created": "2026-12-06T12:00:00.000000000Z",
+}  # fmt: skip
+
+
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
@@ -52,9 +81,20 @@ class _Handler(socketserver.StreamRequestHandler):
             if not self.answer(method, path):
                 return
 
+    def reply(self, name: str, default: Callable[[], Iterator[bytes]]) -> None:
+        try:
+            for chunk in self.server.replies.get(name, default)():
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                self.server.sent += len(chunk)
+        except OSError:
+            pass
+
     def answer(self, method: str, path: str) -> bool:
-        """Write the answer; False when the connection was hijacked (then closed)."""
+        """Write the answer; False when the connection is done (hijacked, or a scripted reply
+        that may not be a whole HTTP message)."""
         srv = self.server
+        container = {**CONTAINER, "Config": {"Labels": {contract().LABEL: "1"}, "Image": "x"}}
         if path == "/_ping":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
         elif path == "/version":
@@ -63,13 +103,12 @@ class _Handler(socketserver.StreamRequestHandler):
         elif path == "/info":
             self.wfile.write(_json(200, {"Runtimes": {"runsc": {"path": "/usr/bin/runsc"}},
                                          "Labels": []}))  # fmt: skip
+        elif method == "GET" and path == "/containers/json":
+            self.reply("containers", json_reply([container]))
+            return "containers" not in srv.replies
         elif method == "GET" and path.startswith("/containers/") and path.endswith("/json"):
-            self.wfile.write(_json(200, {
-                "Id": CONTAINER_ID, "Name": "/victim",
-                "State": {"Status": "running", "Running": True},
-                "Config": {"Labels": {contract().LABEL: "1"}, "Image": "x"},
-                "HostConfig": {"Runtime": "runsc"}, "Image": "sha256:" + "0" * 64,
-            }))  # fmt: skip
+            self.reply("inspect", json_reply(container))
+            return "inspect" not in srv.replies
         elif method == "POST" and path.endswith("/exec"):
             with srv.lock:
                 srv.execs += 1
@@ -79,16 +118,12 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.write(UPGRADED)
             self.wfile.flush()
             time.sleep(0.05)  # the client takes the socket from its HTTP reader first
-            if path == "/exec/exec1/start":  # the command's stream; later execs are the kill
-                try:
-                    for chunk in srv.stream():
-                        self.wfile.write(chunk)
-                        srv.sent += len(chunk)
-                except OSError:
-                    pass
+            # The command's stream; later execs are the library's kill.
+            self.reply("exec" if path == "/exec/exec1/start" else "kill", lambda: iter(()))
             return False
         elif path.startswith("/exec/") and path.endswith("/json"):
-            self.wfile.write(_json(200, {"ExitCode": 0, "Running": False}))
+            self.reply("exec_inspect", json_reply({"ExitCode": 0, "Running": False}))
+            return "exec_inspect" not in srv.replies
         else:
             self.wfile.write(_json(404, {"message": f"hostile daemon: no {method} {path}"}))
         self.wfile.flush()
@@ -98,18 +133,23 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, stream: Callable[[], Iterator[bytes]]) -> None:
+    def __init__(self, path: str, replies: dict[str, Callable[[], Iterator[bytes]]]) -> None:
         super().__init__(path, _Handler)
-        self.stream = stream
+        self.replies = replies
         self.lock = threading.Lock()
         self.execs = 0
         self.sent = 0
 
 
 @contextmanager
-def hostile_daemon(path: Path, stream: Callable[[], Iterator[bytes]]) -> Iterator[_Server]:
-    """Serve on path until the block ends; stream() gives the bytes of the first exec."""
-    server = _Server(str(path), stream)
+def hostile_daemon(
+    path: Path, stream: Callable[[], Iterator[bytes]] | None = None,
+    **replies: Callable[[], Iterator[bytes]],
+) -> Iterator[_Server]:  # fmt: skip
+    """Serve on path until the block ends. stream() gives the bytes of the first exec's
+    stream; replies replace others: kill (later execs' streams), exec_inspect, containers
+    (the listing), inspect (a container): raw bytes, HTTP head included except for streams."""
+    server = _Server(str(path), {**({"exec": stream} if stream else {}), **replies})
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -123,8 +163,3 @@ def hostile_daemon(path: Path, stream: Callable[[], Iterator[bytes]]) -> Iterato
 def frame(stream: int, size: int) -> bytes:
     """A Docker stream frame header (stream id, three zero bytes, big-endian size)."""
     return bytes([stream, 0, 0, 0]) + size.to_bytes(4, "big")
-
-
-def raw_socket_reachable(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as s:
-        return s.connect_ex(str(path)) == 0

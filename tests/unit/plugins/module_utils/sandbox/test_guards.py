@@ -17,6 +17,8 @@ from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
     safe_workdir,
 )
 
+UNFIXED = pytest.mark.xfail(strict=True, reason="found by the review of issue 16's fix; fixed next")
+
 
 def test_paths_with_dotdot_or_relative_are_refused() -> None:
     assert safe_path("/workspace/out/a.txt") == "/workspace/out/a.txt"
@@ -52,6 +54,7 @@ def test_mounts_only_below_the_workspace_root_and_never_through_a_symlink(tmp_pa
             check_mount(Mount(str(source), "/workspace"), str(root))
 
 
+@UNFIXED
 def test_sockets_and_system_targets_are_never_mounted(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
@@ -64,7 +67,8 @@ def test_sockets_and_system_targets_are_never_mounted(tmp_path: Path) -> None:
     finally:
         server.close()
     (root / "job").mkdir()
-    for target in ("/", "/etc", "/proc/self", "/var/run", "/usr/lib", "relative"):
+    for target in ("/", "/etc", "/proc/self", "/var/run", "/usr/lib", "relative", "//etc",
+                   "//proc", "//", "///usr/lib", "//var/run/docker.sock"):  # fmt: skip
         with pytest.raises(SandboxError, match="system path"):
             check_mount(Mount(str(root / "job"), target), str(root))
 
@@ -105,3 +109,12 @@ def test_runsc_sandbox_pids_match_the_container_id_only(tmp_path: Path) -> None:
     (tmp_path / "self").mkdir()
     assert runsc_sandbox_pids("abc123", str(tmp_path)) == [10]
     assert runsc_sandbox_pids("nope", str(tmp_path)) == []
+
+
+@UNFIXED
+def test_only_directories_and_regular_files_are_mount_sources(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    os.mkfifo(root / "pipe")
+    with pytest.raises(SandboxError, match="not a directory or a regular file"):
+        check_mount(Mount(str(root / "pipe"), "/workspace/p"), str(root))

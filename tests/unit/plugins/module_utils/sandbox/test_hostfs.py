@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from ansible_collections.fortress.agents.plugins.module_utils.sandbox import SandboxError, hostfs
 
+UNFIXED = pytest.mark.xfail(strict=True, reason="found by the review of issue 16's fix; fixed next")
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
@@ -90,3 +92,24 @@ def test_the_fingerprint_key_is_private_and_stable(tmp_path: Path) -> None:
     (tmp_path / "k" / "key").chmod(0o644)
     with pytest.raises(SandboxError, match="not a private 32-byte file"):
         hostfs.load_key(str(tmp_path / "k" / "key"))
+
+
+@UNFIXED
+def test_first_uses_at_once_agree_on_one_key(tmp_path: Path) -> None:
+    for round_ in range(100):
+        path = str(tmp_path / f"k{round_}" / "key")
+        keys: list[bytes | BaseException] = []
+
+        def load(path: str = path, keys: list = keys) -> None:
+            try:
+                keys.append(hostfs.load_key(path))
+            except SandboxError as exc:
+                keys.append(exc)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len({k if isinstance(k, bytes) else repr(k) for k in keys}) == 1, keys
+        assert isinstance(keys[0], bytes)
