@@ -65,10 +65,12 @@ options:
     type: str
   mode:
     description:
-      - C(in) - the file's mode in the sandbox, in octal (C(0600), C(644)); anything else is
-        refused.
+      - C(in) - the file's mode in the sandbox, in octal - permission bits and the sticky bit,
+        no setuid or setgid. A quoted string (C("0400")) or YAML's unquoted C(0400) (the number
+        256, read as M(ansible.builtin.file) reads it); an unquoted C(400) is refused with the
+        fix, and so is anything else.
       - C(out) writes O(dest) with mode C(0600), owned by the module's user.
-    type: str
+    type: raw
     default: "0600"
   max_size:
     description: Refuse files larger than this many bytes (both directions).
@@ -161,7 +163,7 @@ def main() -> None:
             "src": {"type": "str"},
             "content": {"type": "str", "no_log": True},
             "dest": {"type": "str"},
-            "mode": {"type": "str", "default": "0600"},
+            "mode": {"type": "raw", "default": "0600"},
             "max_size": {"type": "int", "default": 64 * 1024 * 1024},
         },
         copy,

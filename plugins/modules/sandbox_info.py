@@ -80,8 +80,9 @@ sandboxes:
       type: bool
     error:
       description:
-        - Only when the expiry label is not a time (broken or planted) - what is wrong with
-          it. The reaper reports such a sandbox and skips it; remove it by hand.
+        - Only when the container is malformed - its inspect data (from a hostile or broken
+          daemon) or its expiry label (missing, not a finite time) - what is wrong with it.
+          The reaper reports such a sandbox and skips it; inspect it and remove it by hand.
       type: str
     runtime:
       description: The runtime Docker recorded.

@@ -24,6 +24,7 @@ from fortress_lab.pytest_plugin import reaper_paused
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
 IMAGE = "fortress/smoke:busybox"
 FOREVER = ["/bin/sh", "-c", "sleep 2147483647"]
+STOPPABLE = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]  # stops at once
 OUTER_SOCKET = "/run/fortress/outer/default/docker.sock"
 DAEMONS = {"host": None, "outer": OUTER_SOCKET}
 
@@ -103,6 +104,46 @@ def test_exec_timeout_kills_inside_the_sandbox(inventory, daemon, no_leaks_in_ho
         assert live == [], ps["stdout"]
     finally:
         module(inventory, "sandbox", {"name": "s2", "state": "absent", **daemon})
+
+
+def test_stdin_output_cap_stop_start_and_a_digest_pinned_image(
+    inventory, daemon, no_leaks_in_host
+) -> None:
+    """The paths users rely on that no other test walks: stdin reaches the command, output
+    is cut at max_output and says so, stopped and started are transitions (changed once,
+    then not), and an image named by its content digest is the image run."""
+    digest = host_sh(f"{docker_cli(daemon)} image inspect -f '{{{{.Id}}}}' {IMAGE}").strip()
+    assert digest.startswith("sha256:"), digest
+    made = module(inventory, "sandbox", {"name": "s5", "image": digest, "command": STOPPABLE,
+                                         **daemon})  # fmt: skip
+    try:
+        assert made["changed"] and made["sandbox"]["status"] == "running", made
+        fed = module(inventory, "sandbox_exec", {"name": "s5", "cmd": "cat; echo -n /end",
+                                                 "stdin": "fed\nin\n", **daemon})  # fmt: skip
+        assert fed["stdout"] == "fed\nin\n/end" and not fed["truncated"], fed
+        cut = module(inventory, "sandbox_exec", {
+            "name": "s5", "cmd": "head -c 5000 /dev/zero | tr '\\0' x", "max_output": 1000,
+            **daemon,
+        })  # fmt: skip
+        assert cut["truncated"] and cut["stdout"] == "x" * 1000, cut
+        for state, status, changed in (
+            ("stopped", "exited", True),
+            ("stopped", "exited", False),
+            ("started", "running", True),
+            ("started", "running", False),
+        ):
+            step = module(inventory, "sandbox", {"name": "s5", "state": state, "image": digest,
+                                                 "command": STOPPABLE, **daemon})  # fmt: skip
+            assert (step["changed"], step["sandbox"]["status"]) == (changed, status), step
+        again = module(inventory, "sandbox_exec", {"name": "s5", "cmd": "echo back", **daemon})
+        assert again["stdout"] == "back\n", again
+        listed = module(inventory, "sandbox_info", {**daemon})["sandboxes"]
+        assert [s["image"] for s in listed if s["name"] == "s5"] == [digest]
+        wrong = "sha256:" + "0" * 64
+        missing = module(inventory, "sandbox", {"name": "s6", "image": wrong, **daemon})
+        assert missing["failed"] and f"image {wrong} is not on this daemon" in missing["msg"]
+    finally:
+        module(inventory, "sandbox", {"name": "s5", "state": "absent", **daemon})
 
 
 def test_one_shot_runs_in_gvisor_out_of_sight_of_the_host(

@@ -26,8 +26,7 @@ from fortress_lab.hostile_daemon import (
 
 lib = adv.load_library()
 HUGE = 64 * 2**20
-UNFIXED = pytest.mark.xfail(strict=True, reason="found by the review of issue 16's fix; fixed next")
-pytestmark = UNFIXED
+UNFIXED = pytest.mark.xfail(strict=True, reason="review of issue 16: fixed next")
 
 
 def boxes_on(sock: Path) -> Any:
@@ -117,7 +116,7 @@ def test_an_exec_ends_near_its_timeout_whatever_the_daemon_does(
         {k: v for k, v in labelled().items() if k != "HostConfig"},
         {k: v for k, v in labelled().items() if k != "State"},
         {**labelled(), "HostConfig": None},
-        {**CONTAINER, "Config": {"Labels": "io.fortress.sandbox=1"}},
+        {**CONTAINER, "Config": {"Labels": f"{lib.LABEL}=1"}},
         labelled(Labels={lib.LABEL: "1", lib.LABEL_EXPIRES: "inf"}),
         labelled(Labels={lib.LABEL: "1"}),  # no expiry at all
     ],
@@ -162,3 +161,21 @@ def test_malformed_file_content_from_a_sandbox_is_one_sentence(tmp_path: Path) -
     with hostile_daemon(sock, stream=not_base64):
         with pytest.raises(lib.SandboxError, match="not base64"):
             boxes_on(sock).get_file("victim", "/tmp/x")
+
+
+@UNFIXED
+def test_the_host_maximum_ttl_bounds_a_planted_far_expiry(tmp_path: Path) -> None:
+    """A sandbox whose expiry label lies beyond its creation time plus the host's maximum
+    TTL (planted by root in an outer, or made by a caller with a higher max_ttl) is reaped
+    once that maximum has passed."""
+    planted = {**labelled(Labels={lib.LABEL: "1", lib.LABEL_EXPIRES: "99999999999"}),
+               "Created": "2026-01-01T00:00:00.123456789Z"}  # fmt: skip
+    sock = tmp_path / "docker.sock"
+    listing = json_reply([{"Id": CONTAINER_ID, "Names": ["/victim"]}])
+    with hostile_daemon(sock, containers=listing, inspect=json_reply(planted)) as daemon:
+        boxes = lib.Sandboxes(
+            socket_path=str(sock), check=False, audit_log=None, fingerprint_key=None,
+            max_ttl=3600,
+        )  # fmt: skip
+        reaped = boxes.reap()
+    assert reaped == ["victim"] and daemon.removed == [CONTAINER_ID]

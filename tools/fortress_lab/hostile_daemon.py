@@ -121,6 +121,9 @@ class _Handler(socketserver.StreamRequestHandler):
             # The command's stream; later execs are the library's kill.
             self.reply("exec" if path == "/exec/exec1/start" else "kill", lambda: iter(()))
             return False
+        elif method == "DELETE" and path.startswith("/containers/"):
+            srv.removed.append(path.split("/")[2])
+            self.wfile.write(b"HTTP/1.1 204 No Content\r\n\r\n")
         elif path.startswith("/exec/") and path.endswith("/json"):
             self.reply("exec_inspect", json_reply({"ExitCode": 0, "Running": False}))
             return "exec_inspect" not in srv.replies
@@ -139,6 +142,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.lock = threading.Lock()
         self.execs = 0
         self.sent = 0
+        self.removed: list[str] = []  # container IDs a DELETE asked to remove
 
 
 @contextmanager

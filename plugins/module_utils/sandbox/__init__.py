@@ -27,14 +27,16 @@ files (copies), module (the modules' shared Ansible front; imports Ansible only 
 from __future__ import annotations
 
 from .audit import AuditLog
-from .client import DOCKER_IMPORT_ERROR, HAS_DOCKER, Sandboxes, expiry
+from .client import Sandboxes
 from .contract import *  # noqa: F403 - the contract's names are the package's
 from .errors import SandboxError, StreamError
 from .guards import check_mount, check_socket, runsc_sandbox_pids, safe_path, safe_workdir
 from .hostfs import parts_below, verified_path
+from .listing import expiry
 from .module import COMMON_ARGS, from_module_params
 from .spec import ExecResult, Mount, SandboxSpec, check_ttl, parse_mode, parse_size
 from .stream import Capped, Demuxer
+from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER
 
 __all__ = [
     "COMMON_ARGS",

@@ -5,21 +5,10 @@ listing and reaping live here; commands.py and files.py add exec, task and files
 
 from __future__ import annotations
 
-import math
 import os
 import posixpath
 import time
 from typing import Any
-
-try:  # the Docker SDK for Python; the modules report its absence cleanly
-    import docker
-    import docker.errors
-
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR: Exception | None = None
-except ImportError as exc:  # pragma: no cover - depends on the host
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = exc
 
 from . import hostfs
 from .audit import AuditLog
@@ -42,7 +31,9 @@ from .egress import egress_plan
 from .errors import SandboxError, daemon_call
 from .files import FilesMixin
 from .guards import check_mount, check_socket, runsc_sandbox_pids, safe_workdir
+from .listing import entry, expiry, labels_of
 from .spec import SandboxSpec, parse_size
+from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER, connect, docker
 
 
 def _refusal(spec: SandboxSpec, explanation: str) -> str:
@@ -53,16 +44,6 @@ def _refusal(spec: SandboxSpec, explanation: str) -> str:
             "example its outer container) allows: lower cpus to at most the outer's cpus."
         )
     return f"Docker refused the sandbox: {explanation}."
-
-
-def expiry(labels: dict[str, str]) -> float | None:
-    """The expiry time a sandbox's labels give, or None if the label is not a number (a
-    hostile or broken label: reported and skipped, never fatal to a listing)."""
-    try:
-        value = float(labels.get(LABEL_EXPIRES, "inf"))
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value  # NaN is not a time
 
 
 class Sandboxes(CommandsMixin, FilesMixin):
@@ -94,7 +75,7 @@ class Sandboxes(CommandsMixin, FilesMixin):
         self._key = hostfs.load_key(fingerprint_key) if fingerprint_key else None
         self._process_key = b""
         try:
-            self.client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=120)
+            self.client = connect(socket_path, timeout=120)
             self.client.ping()
         except docker.errors.DockerException as exc:
             raise SandboxError(
@@ -118,7 +99,7 @@ class Sandboxes(CommandsMixin, FilesMixin):
             container = self.client.containers.get(name)
         except docker.errors.NotFound:
             return None
-        if container.labels.get(LABEL) != "1":
+        if (labels_of(container.attrs) or {}).get(LABEL) != "1":
             raise SandboxError(
                 f"a container named {name} exists but was not created by Fortress: "
                 "pick another name."
@@ -219,29 +200,16 @@ class Sandboxes(CommandsMixin, FilesMixin):
     @daemon_call("list")
     def list(self, owner: str | None = None, labels: dict[str, str] | None = None,
              now: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
-        """Fortress sandboxes on this daemon. A sandbox whose expiry label is not a number
-        is listed with expires None, expired False and the problem in `error`."""
+        """Fortress sandboxes on this daemon (listing.entry). One whose inspect data or
+        expiry label is malformed is listed with expires None, expired False and the
+        problem in `error`."""
         filters = [f"{LABEL}=1"]
         if owner:
             filters.append(f"{LABEL_OWNER}={owner}")
         filters += [f"{k}={v}" for k, v in (labels or {}).items()]
         now = time.time() if now is None else now
-        found = []
-        for c in self.client.containers.list(all=True, filters={"label": filters}):
-            expires = expiry(c.labels)
-            entry = {
-                "name": c.name, "id": c.id, "status": c.status,
-                "image": c.labels.get(LABEL_IMAGE, ""), "owner": c.labels.get(LABEL_OWNER, ""),
-                "expires": expires, "expired": expires is not None and expires <= now,
-                "labels": c.labels, "runtime": c.attrs["HostConfig"].get("Runtime", ""),
-            }  # fmt: skip
-            if expires is None:
-                entry["error"] = (
-                    f"label {LABEL_EXPIRES} is {c.labels.get(LABEL_EXPIRES)!r}, not a time: "
-                    "skipped by the reaper; remove this sandbox by hand"
-                )
-            found.append(entry)
-        return found
+        listed = self.client.containers.list(all=True, filters={"label": filters})
+        return [entry(c.attrs, now) for c in listed]
 
     @daemon_call("reap")
     def reap(self, dry_run: bool = False, now: float | None = None) -> list[str]:
@@ -262,8 +230,9 @@ class Sandboxes(CommandsMixin, FilesMixin):
                     container = self.client.containers.get(found["id"])
                 except docker.errors.NotFound:
                     continue
-                again = expiry(container.labels)
-                if container.labels.get(LABEL) != "1" or again is None or again > now:
+                labels = labels_of(container.attrs) or {}
+                again = expiry(labels)
+                if labels.get(LABEL) != "1" or again is None or again > now:
                     continue
                 container.remove(force=True)
                 self.audit.event("reap", sandbox=found["name"], id=found["id"])

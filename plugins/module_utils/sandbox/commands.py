@@ -11,9 +11,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from .contract import DEFAULT_MAX_OUTPUT, KEEP_ALIVE, LABEL_OWNER
+from .contract import DEFAULT_MAX_OUTPUT, KEEP_ALIVE, KILL_OUTPUT, KILL_TIMEOUT
 from .errors import SandboxError, StreamError, daemon_call
 from .guards import safe_workdir
+from .listing import entry
 from .spec import ExecResult, SandboxSpec
 from .stream import Capped, Demuxer
 
@@ -37,79 +38,120 @@ class CommandsMixin:
         user: str | None = None,
     ) -> ExecResult:
         """Run argv in the sandbox; the timeout kills it inside the sandbox. The daemon's
-        answer is read as hostile: at most max_output bytes per stream are kept."""
+        answer is read as hostile: at most max_output bytes per stream are kept, and the
+        whole exec ends near its timeout whatever the daemon does."""
         container = self.get(name)  # type: ignore[attr-defined]
         if container is None:
             raise SandboxError(f"no sandbox named {name}: create it first.")
-        if container.status != "running":
+        state = entry(container.attrs, 0)
+        if state["status"] != "running":
             raise SandboxError(
-                f"sandbox {name} is not running ({container.status}, exit code "
-                f"{container.attrs['State'].get('ExitCode')}; a daemon or outer container restart "
-                "stops sandboxes): remove it and create it again."
+                f"sandbox {name} is not running ({state['status']}; a daemon or outer container "
+                "restart stops sandboxes): remove it and create it again."
             )
-        api = self.client.api
         marker = f"/tmp/.fortress-exec-{os.urandom(6).hex()}"
         # The wrapper records the PID so that a timeout can kill the process (and its
         # children) from a second exec: Docker's API cannot kill an exec.
         wrapped = ["/bin/sh", "-c", f'echo $$ > {marker}; exec "$@"', "sh", *argv]
         began = time.monotonic()
-        exec_id = api.exec_create(
-            container.id, wrapped, stdin=stdin is not None, environment=env or None,
-            workdir=safe_workdir(workdir), user=user or "",
-        )["Id"]  # fmt: skip
-        sock = api.exec_start(exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
         out, err = Capped(max_output), Capped(max_output)
-        timed_out, protocol_error = False, None
         try:
-            if stdin is not None:
-                raw.sendall(stdin)
-            raw.shutdown(socket.SHUT_WR)
-            demuxer = Demuxer()
-            while True:
-                left = began + timeout - time.monotonic()
-                if left <= 0:
-                    timed_out = True
-                    break
-                if not select.select([raw], [], [], left)[0]:
-                    continue
-                chunk = raw.recv(65536)
-                if not chunk:
-                    break
-                for stream, piece in demuxer.feed(chunk):
-                    (out if stream == 1 else err).add(piece)
+            exec_id, timed_out = self._run(
+                container.id, wrapped, stdin, began + timeout, out, err, env=env,
+                workdir=safe_workdir(workdir), user=user,
+            )  # fmt: skip
         except StreamError as exc:
-            protocol_error = exc
-        finally:
-            raw.close()
-        if timed_out or protocol_error:
             self._kill_exec(container, marker, user)
-        if protocol_error:
-            self.audit.event("exec-protocol-error", sandbox=name, error=str(protocol_error))
-            raise protocol_error
-        rc = None if timed_out else api.exec_inspect(exec_id).get("ExitCode")
+            self.audit.event("exec-protocol-error", sandbox=name, error=str(exc))
+            raise
+        rc = None
+        if timed_out:
+            self._kill_exec(container, marker, user)
+        else:
+            with self.client.api.deadline(max(began + timeout - time.monotonic(), 0) + 5):
+                rc = self.client.api.exec_inspect(exec_id).get("ExitCode")
         result = ExecResult(
-            rc=rc if isinstance(rc, int) or rc is None else None,
+            rc=rc if isinstance(rc, int) else None,
             stdout=out.data.decode(errors="replace"), stderr=err.data.decode(errors="replace"),
             duration=round(time.monotonic() - began, 3),
             truncated=out.truncated or err.truncated, timed_out=timed_out,
         )  # fmt: skip
         self.audit.event(
-            "exec", sandbox=name, owner=container.labels.get(LABEL_OWNER), argv=argv,
-            env_keys=sorted(env or {}), rc=rc, timed_out=timed_out, duration=result.duration,
+            "exec", sandbox=name, owner=state["owner"], argv=argv,
+            env_keys=sorted(env or {}), rc=result.rc, timed_out=timed_out,
+            duration=result.duration,
         )  # fmt: skip
         return result
 
+    def _run(
+        self, container_id: str, argv: list[str], stdin: bytes | None, ends: float,
+        out: Capped, err: Capped, **options: Any,
+    ) -> tuple[str, bool]:  # fmt: skip
+        """Start an exec and pump it until it ends or `ends` (monotonic) passes: stdin is
+        written as the socket takes it, output is read as it comes, both in one loop, so
+        neither a command that writes before it reads nor a daemon that never reads can
+        hold the call. Returns (exec ID, timed out)."""
+        api = self.client.api
+        with api.deadline(max(ends - time.monotonic(), 0) + 5):
+            exec_id = api.exec_create(
+                container_id, argv, stdin=stdin is not None,
+                environment=options.get("env") or None, workdir=options.get("workdir"),
+                user=options.get("user") or "",
+            )["Id"]  # fmt: skip
+            sock = api.exec_start(exec_id, socket=True)
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        pending = memoryview(stdin or b"")
+        demuxer = Demuxer()
+        try:
+            raw.setblocking(False)
+            if not pending:
+                raw.shutdown(socket.SHUT_WR)
+            while True:
+                left = ends - time.monotonic()
+                if left <= 0:
+                    return exec_id, True
+                writers = [raw] if pending else []
+                readable, writable = select.select([raw], writers, [], left)[:2]
+                if writable:
+                    try:
+                        pending = pending[raw.send(pending[:65536]) :]
+                    except BlockingIOError:
+                        pass
+                    if not pending:
+                        raw.shutdown(socket.SHUT_WR)
+                if readable:
+                    try:
+                        chunk = raw.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        break
+                    for stream, piece in demuxer.feed(chunk):
+                        (out if stream == 1 else err).add(piece)
+        finally:
+            raw.close()
+        if not demuxer.idle:
+            raise StreamError(
+                "the daemon's stream was cut in the middle of a frame: a hostile or broken "
+                "daemon; the exec was ended."
+            )
+        return exec_id, False
+
     def _kill_exec(self, container: Any, marker: str, user: str | None) -> None:
         """Kill the timed-out exec and every descendant (stopped first, so none escapes by
-        being reparented), from a second exec as the same user."""
+        being reparented), from a second exec as the same user, itself bounded."""
         script = (
             'tree() { kill -STOP "$1" 2>/dev/null; '
             "for c in $(awk -v p=\"$1\" '$4 == p {print $1}' /proc/[0-9]*/stat 2>/dev/null); "
             'do tree "$c"; done; kill -KILL "$1" 2>/dev/null; }; '
             f'p=$(cat {marker}) && tree "$p"; rm -f {marker}'
         )
-        container.exec_run(["/bin/sh", "-c", script], user=user or "")
+        sink = Capped(KILL_OUTPUT)
+        try:
+            self._run(container.id, ["/bin/sh", "-c", script], None,
+                      time.monotonic() + KILL_TIMEOUT, sink, sink, user=user)  # fmt: skip
+        except SandboxError:
+            pass  # the caller's own error or timeout is what gets reported
 
     @daemon_call("a task")
     def task(self, spec: SandboxSpec, argv: list[str], stdin: bytes | None = None,

@@ -51,5 +51,11 @@ MAX_FILE_SIZE = 64 * 1024 * 1024  # bytes a copy moves either way, by default
 # Docker's multiplexed stream: an 8-byte header, then at most this many bytes. Docker writes
 # frames of at most 32 KiB; a header announcing more is a hostile or broken daemon.
 MAX_FRAME = 1024 * 1024
+# Every other reply of a daemon (JSON): at most this many bytes, within this many seconds.
+MAX_REPLY = 4 * 1024 * 1024  # a listing of thousands of containers fits
+REPLY_TIMEOUT = 60.0
+# The kill of a timed-out exec: its own output is read up to this and for this long.
+KILL_OUTPUT = 64 * 1024
+KILL_TIMEOUT = 15.0
 AUDIT_MAX_BYTES = 10 * 1024 * 1024
 AUDIT_BACKUPS = 5

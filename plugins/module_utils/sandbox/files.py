@@ -7,6 +7,7 @@ write into); on the host side they go through hostfs, which a sandbox cannot red
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from typing import Any
 
@@ -44,7 +45,13 @@ class FilesMixin:
             raise SandboxError(f"could not read {path} in {name}: {result.stderr.strip()}")
         if result.truncated:
             raise SandboxError(f"{path} in {name} is larger than {max_size} bytes.")
-        data = base64.b64decode("".join(result.stdout.split()))
+        try:
+            data = base64.b64decode("".join(result.stdout.split()), validate=True)
+        except binascii.Error as exc:
+            raise SandboxError(
+                f"what {name} sent for {path} is not base64 ({exc}): the image's base64 is "
+                "broken, or the sandbox is hostile."
+            ) from exc
         if len(data) > max_size:
             raise SandboxError(f"{path} in {name} is larger than {max_size} bytes.")
         return data

@@ -45,7 +45,9 @@ def check_mount(mount: Mount, workspace_root: str) -> Mount:
     """Only directories or files below the workspace root, reached with no symlink, never
     sockets or system paths."""
     source = verified_path(workspace_root, mount.source)
+    # normpath keeps two leading slashes (POSIX leaves them to the system); Docker does not.
     target = posixpath.normpath(mount.target)
+    target = "/" + target.lstrip("/") if posixpath.isabs(target) else target
     if not posixpath.isabs(target) or any(
         target == p or (p != "/" and target.startswith(p + "/")) for p in NOT_A_TARGET
     ):

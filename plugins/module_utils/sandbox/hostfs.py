@@ -75,19 +75,27 @@ def _refusal(exc: OSError, what: str, path: str) -> SandboxError:
 
 
 def _open_leaf(root: str, path: str, what: str) -> int:
-    """A read descriptor of the regular file at path (no symlink, FIFO or device)."""
+    """A read descriptor of the regular file at path (no symlink, FIFO or device): the name
+    is first opened as a path only (O_PATH: nothing of the file itself is touched), checked,
+    then reopened through that descriptor, so the file read is the file checked."""
     parts = parts_below(path, root, what)
     dfd = _walk(root, parts[:-1], what, path)
     try:
-        fd = os.open(parts[-1], _READ, dir_fd=dfd)
+        pfd = os.open(parts[-1], _PATH, dir_fd=dfd)
     except OSError as exc:
         raise _refusal(exc, what, path) from exc
     finally:
         os.close(dfd)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise SandboxError(f"{what} {path} is not a regular file: only regular files are copied.")
-    return fd
+    try:
+        if not stat.S_ISREG(os.fstat(pfd).st_mode):
+            raise SandboxError(
+                f"{what} {path} is not a regular file: only regular files are copied."
+            )
+        return os.open(f"/proc/self/fd/{pfd}", _READ & ~os.O_NOFOLLOW)
+    except OSError as exc:
+        raise _refusal(exc, what, path) from exc
+    finally:
+        os.close(pfd)
 
 
 def read_file(root: str, path: str, max_size: int, what: str = "src") -> bytes:
@@ -169,37 +177,44 @@ def verified_path(root: str, path: str, what: str = "mount source") -> str:
         )
     if stat.S_ISSOCK(st.st_mode):
         raise SandboxError(f"{what} {path} is a socket: sockets are never used.")
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise SandboxError(f"{what} {path} is not a directory or a regular file.")
     return posixpath.join(os.path.realpath(root), *parts)
 
 
 def load_key(path: str) -> bytes:
-    """The host's fingerprint key: 32 random bytes in a root-only file, made on first use
-    (exclusively: two first uses at once agree on one key)."""
-    os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-    except FileExistsError:
-        pass
-    else:
+    """The host's fingerprint key: 32 random bytes in a file only its owner (this process's
+    user) can read, made on first use. It is written whole to a temporary file and linked
+    into place, so first uses at once agree on one key and a crash leaves none half-made."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    if not os.path.lexists(path):
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(8).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)  # fmt: skip
         try:
             os.write(fd, os.urandom(32))
+            os.fsync(fd)
         finally:
             os.close(fd)
+        try:
+            os.link(tmp, path)  # fails if another first use linked its key first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise SandboxError(f"the fingerprint key {path} cannot be read ({exc.strerror}).") from exc
     try:
         st = os.fstat(fd)
-        key = os.read(fd, 64)
+        key = os.read(fd, 64) if stat.S_ISREG(st.st_mode) else b""
     finally:
         os.close(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077 or len(key) < 32:
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077 or len(key) != 32 or not any(key):
         raise SandboxError(
-            f"the fingerprint key {path} is not a private 32-byte file: remove it and run "
-            "again (a new key recreates each sandbox once, at its next converge)."
+            f"the fingerprint key {path} is not a private 32-byte file of this user: remove it "
+            "and run again (a new key recreates each sandbox once, at its next converge)."
         )
     return key

@@ -31,12 +31,27 @@ def parse_size(value: str | int | None, option: str) -> int | None:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-def parse_mode(value: str) -> str:
-    """A file mode in octal ('0600', '644'); anything else (a chmod option, a symbolic
-    mode, a second argument) is refused before it reaches a shell."""
-    if not isinstance(value, str) or not _MODE.fullmatch(value):
+def parse_mode(value: str | int) -> str:
+    """A file mode as four octal digits: permission bits and the sticky bit, no setuid or
+    setgid. A string is read as octal ('0600', '644'); an int is what YAML makes of an
+    unquoted mode (0400 is 256), read the way ansible.builtin.file reads it. Anything else
+    (a chmod option, a symbolic mode, a second argument) is refused before it reaches a
+    shell."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise SandboxError(f"mode must be an octal file mode like 0600 or 0644, not {value!r}.")
-    return value
+    if isinstance(value, int):
+        if not 0 <= value <= 0o777:
+            raise SandboxError(
+                f"mode {value} is read by YAML as the number {value}, which is octal "
+                f"{value:o}: quote it ('0{value}') or write it with a leading zero (0{value})."
+            )
+        return f"{value:04o}"
+    if not _MODE.fullmatch(value) or int(value, 8) > 0o1777:
+        raise SandboxError(
+            f"mode must be an octal file mode like 0600 or 0644 (permission bits and the "
+            f"sticky bit, no setuid or setgid), not {value!r}."
+        )
+    return f"{int(value, 8):04o}"
 
 
 def check_ttl(ttl: int, max_ttl: int = MAX_TTL) -> int:
@@ -45,7 +60,7 @@ def check_ttl(ttl: int, max_ttl: int = MAX_TTL) -> int:
     if ttl > max_ttl:
         raise SandboxError(
             f"ttl {ttl} is longer than this host allows ({max_ttl} s): ask for at most "
-            f"{max_ttl}, or raise sandbox_reaper_max_ttl on the host."
+            f"{max_ttl} (the modules' max_ttl option sets the limit)."
         )
     return ttl
 

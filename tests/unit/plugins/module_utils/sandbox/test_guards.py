@@ -17,8 +17,6 @@ from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
     safe_workdir,
 )
 
-UNFIXED = pytest.mark.xfail(strict=True, reason="found by the review of issue 16's fix; fixed next")
-
 
 def test_paths_with_dotdot_or_relative_are_refused() -> None:
     assert safe_path("/workspace/out/a.txt") == "/workspace/out/a.txt"
@@ -54,7 +52,6 @@ def test_mounts_only_below_the_workspace_root_and_never_through_a_symlink(tmp_pa
             check_mount(Mount(str(source), "/workspace"), str(root))
 
 
-@UNFIXED
 def test_sockets_and_system_targets_are_never_mounted(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
@@ -111,7 +108,6 @@ def test_runsc_sandbox_pids_match_the_container_id_only(tmp_path: Path) -> None:
     assert runsc_sandbox_pids("nope", str(tmp_path)) == []
 
 
-@UNFIXED
 def test_only_directories_and_regular_files_are_mount_sources(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from ansible_collections.fortress.agents.plugins.module_utils.sandbox import SandboxError, hostfs
 
-UNFIXED = pytest.mark.xfail(strict=True, reason="found by the review of issue 16's fix; fixed next")
-
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
@@ -90,11 +88,10 @@ def test_the_fingerprint_key_is_private_and_stable(tmp_path: Path) -> None:
     assert len(key) == 32 and hostfs.load_key(str(tmp_path / "k" / "key")) == key
     assert oct((tmp_path / "k" / "key").stat().st_mode & 0o777) == "0o600"
     (tmp_path / "k" / "key").chmod(0o644)
-    with pytest.raises(SandboxError, match="not a private 32-byte file"):
+    with pytest.raises(SandboxError, match="not a private 32-byte file of this user"):
         hostfs.load_key(str(tmp_path / "k" / "key"))
 
 
-@UNFIXED
 def test_first_uses_at_once_agree_on_one_key(tmp_path: Path) -> None:
     for round_ in range(100):
         path = str(tmp_path / f"k{round_}" / "key")

@@ -1,0 +1,68 @@
+# Copyright: Fortress developers
+# Apache-2.0
+"""A container's inspect data, read as hostile: what a listing or the reaper may rely on.
+
+An outer's daemon can answer with any JSON; a malformed container becomes an entry with an
+`error` (reported, skipped by the reaper), never an exception that stops a listing."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .contract import LABEL, LABEL_EXPIRES, LABEL_IMAGE, LABEL_OWNER
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def labels_of(attrs: Any) -> dict[str, str] | None:
+    """The container's labels if they are a mapping of strings; None otherwise."""
+    labels = _dict(attrs).get("Config", {})
+    labels = labels.get("Labels") if isinstance(labels, dict) else None
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        return None
+    return labels
+
+
+def expiry(labels: dict[str, str]) -> float | None:
+    """The expiry time the labels give: a finite number of epoch seconds, else None (a
+    missing, broken or planted label)."""
+    try:
+        value = float(labels[LABEL_EXPIRES])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def entry(attrs: Any, now: float) -> dict[str, Any]:
+    """One listing entry (the keys sandbox_info documents), with `error` when malformed."""
+    attrs = _dict(attrs)
+    labels = labels_of(attrs)
+    name = attrs.get("Name")
+    found: dict[str, Any] = {
+        "name": name.lstrip("/") if isinstance(name, str) else "?",
+        "id": attrs.get("Id") if isinstance(attrs.get("Id"), str) else "?",
+        "status": _dict(attrs.get("State")).get("Status", "?"),
+        "image": (labels or {}).get(LABEL_IMAGE, ""), "owner": (labels or {}).get(LABEL_OWNER, ""),
+        "expires": None, "expired": False, "labels": labels or {},
+        "runtime": _dict(attrs.get("HostConfig")).get("Runtime", "?"),
+    }  # fmt: skip
+    if labels is None or "?" in (found["id"], found["status"], found["runtime"]):
+        found["error"] = "its inspect data is malformed (a hostile or broken daemon)"
+    elif labels.get(LABEL) != "1":
+        found["error"] = "it is not labelled as a Fortress sandbox"
+    elif (expires := expiry(labels)) is None:
+        found["error"] = (
+            f"label {LABEL_EXPIRES} is {labels.get(LABEL_EXPIRES)!r}, not a finite time"
+        )
+    else:
+        found["expires"], found["expired"] = expires, expires <= now
+    if "error" in found:
+        found["error"] += ": skipped by the reaper; inspect it and remove it by hand"
+    return found

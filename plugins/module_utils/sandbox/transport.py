@@ -1,0 +1,110 @@
+# Copyright: Fortress developers
+# Apache-2.0
+"""The Docker client, with every reply read as hostile.
+
+docker-py reads each HTTP reply whole, with a timeout per socket read: a daemon that root
+in an outer controls could answer with gigabytes, or a byte every few seconds for ever.
+Here every reply that is not a hijacked stream is read in pieces, at most MAX_REPLY bytes
+and within a deadline (REPLY_TIMEOUT, or less where a caller's own timeout is shorter);
+past either bound the call fails with one sentence and the connection is dropped."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .contract import MAX_REPLY, REPLY_TIMEOUT
+from .errors import SandboxError
+
+try:  # the Docker SDK for Python; the modules report its absence cleanly
+    import docker
+    import docker.errors
+
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR: Exception | None = None
+    _API: Any = docker.APIClient
+except ImportError as exc:  # pragma: no cover - depends on the host
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = exc
+    docker = None  # type: ignore[assignment]
+    _API = object
+
+# Replies that are streams the caller reads itself (exec, attach), bounded there.
+_STREAMS = ("application/vnd.docker.raw-stream", "application/vnd.docker.multiplexed-stream")
+
+
+class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
+    """docker.APIClient whose replies are read bounded in bytes and time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._local = threading.local()  # first: the constructor already asks the version
+        super().__init__(*args, **kwargs)
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Replies read in this block (this thread) must end within seconds."""
+        before = getattr(self._local, "seconds", None)
+        self._local.seconds = max(0.5, min(seconds, before or REPLY_TIMEOUT))
+        try:
+            yield
+        finally:
+            self._local.seconds = before
+
+    def _set_request_timeout(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = super()._set_request_timeout(kwargs)
+        kwargs.setdefault("stream", True)  # read below, bounded, instead of whole by requests
+        return kwargs
+
+    def _raise_for_status(self, response: Any) -> None:
+        streamed = response.headers.get("Content-Type", "") in _STREAMS
+        if response.status_code != 101 and not streamed and not response._content_consumed:
+            response._content = self._bounded(response)
+            response._content_consumed = True
+        super()._raise_for_status(response)
+
+    def _result(self, response: Any, json: bool = False, binary: bool = False) -> Any:
+        try:
+            return super()._result(response, json=json, binary=binary)
+        except ValueError as exc:  # JSON that is not JSON
+            raise SandboxError(
+                f"the Docker daemon at {self.base_url} sent a reply that is not JSON to "
+                f"{response.request.method} {response.request.path_url.split('?')[0]}: a "
+                "hostile or broken daemon."
+            ) from exc
+
+    def _bounded(self, response: Any) -> bytes:
+        seconds = getattr(self._local, "seconds", None) or REPLY_TIMEOUT
+        ends = time.monotonic() + seconds
+        raw = response.raw
+        # One socket read at a time (urllib3 2 has read1; 1.26, Debian 12's, has the
+        # http.client response under it), so the deadline is checked between pieces.
+        read1 = getattr(raw, "read1", None) or raw._fp.read1
+        data = bytearray()
+        try:
+            while piece := read1(65536):
+                data += piece
+                if len(data) > MAX_REPLY:
+                    raise SandboxError(
+                        f"the Docker daemon at {self.base_url} sent a reply larger than "
+                        f"{MAX_REPLY} bytes to {response.request.method} "
+                        f"{response.request.path_url.split('?')[0]}: a hostile or broken daemon."
+                    )
+                if time.monotonic() > ends:
+                    raise SandboxError(
+                        f"the Docker daemon at {self.base_url} took more than {seconds:.0f} s "
+                        f"to send its reply to {response.request.method} "
+                        f"{response.request.path_url.split('?')[0]}: a hostile or hung daemon."
+                    )
+        finally:
+            response.close()
+        return bytes(data)
+
+
+def connect(socket_path: str, timeout: float) -> Any:
+    """A docker.DockerClient on socket_path whose API client is BoundedAPIClient."""
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = BoundedAPIClient(base_url=f"unix://{socket_path}", timeout=timeout)
+    return client
