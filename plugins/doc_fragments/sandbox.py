@@ -47,7 +47,10 @@ options:
   max_ttl:
     description:
       - The longest TTL a sandbox may ask for, in seconds; a longer one is refused with the
-        limit in the message (the sandbox_reaper role's C(sandbox_reaper_max_ttl)).
+        limit in the message. Listing and reaping also count a sandbox as expired once its
+        creation time plus this has passed, whatever its expiry label says.
+      - The host's own reaper applies the sandbox_reaper role's C(sandbox_reaper_max_ttl)
+        (the same default), so a caller that raises this option gets no longer life there.
     type: int
     default: 86400
 requirements:

@@ -53,7 +53,8 @@ options:
   stdin:
     description:
       - Data for the command's standard input. Treated as a secret - never shown in the
-        module's result or logs.
+        module's result or logs; like any C(no_log) value, Ansible also masks it wherever the
+        command's output repeats it verbatim.
     type: str
   env:
     description: Environment of the command. Values are never logged.

@@ -73,7 +73,10 @@ sandboxes:
       description: Owner label.
       type: str
     expires:
-      description: Epoch seconds when the TTL passes; null when its label is not a time.
+      description:
+        - Epoch seconds when the TTL passes - its expiry label, but never later than its
+          creation time plus O(max_ttl); null when the container is malformed (see
+          RV(sandboxes[].error)).
       type: float
     expired:
       description: Whether the TTL has passed.

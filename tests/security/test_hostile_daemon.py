@@ -26,7 +26,6 @@ from fortress_lab.hostile_daemon import (
 
 lib = adv.load_library()
 HUGE = 64 * 2**20
-UNFIXED = pytest.mark.xfail(strict=True, reason="review of issue 16: fixed next")
 
 
 def boxes_on(sock: Path) -> Any:
@@ -163,7 +162,6 @@ def test_malformed_file_content_from_a_sandbox_is_one_sentence(tmp_path: Path) -
             boxes_on(sock).get_file("victim", "/tmp/x")
 
 
-@UNFIXED
 def test_the_host_maximum_ttl_bounds_a_planted_far_expiry(tmp_path: Path) -> None:
     """A sandbox whose expiry label lies beyond its creation time plus the host's maximum
     TTL (planted by root in an outer, or made by a caller with a higher max_ttl) is reaped

@@ -31,7 +31,7 @@ from .egress import egress_plan
 from .errors import SandboxError, daemon_call
 from .files import FilesMixin
 from .guards import check_mount, check_socket, runsc_sandbox_pids, safe_workdir
-from .listing import entry, expiry, labels_of
+from .listing import entry, labels_of
 from .spec import SandboxSpec, parse_size
 from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER, connect, docker
 
@@ -209,7 +209,7 @@ class Sandboxes(CommandsMixin, FilesMixin):
         filters += [f"{k}={v}" for k, v in (labels or {}).items()]
         now = time.time() if now is None else now
         listed = self.client.containers.list(all=True, filters={"label": filters})
-        return [entry(c.attrs, now) for c in listed]
+        return [entry(c.attrs, now, self.max_ttl) for c in listed]
 
     @daemon_call("reap")
     def reap(self, dry_run: bool = False, now: float | None = None) -> list[str]:
@@ -230,9 +230,8 @@ class Sandboxes(CommandsMixin, FilesMixin):
                     container = self.client.containers.get(found["id"])
                 except docker.errors.NotFound:
                     continue
-                labels = labels_of(container.attrs) or {}
-                again = expiry(labels)
-                if labels.get(LABEL) != "1" or again is None or again > now:
+                again = entry(container.attrs, now, self.max_ttl)
+                if again["id"] != found["id"] or not again["expired"] or "error" in again:
                     continue
                 container.remove(force=True)
                 self.audit.event("reap", sandbox=found["name"], id=found["id"])

@@ -74,18 +74,24 @@ def _refusal(exc: OSError, what: str, path: str) -> SandboxError:
     return SandboxError(f"{what} {path}: {exc.strerror}.")
 
 
-def _open_leaf(root: str, path: str, what: str) -> int:
-    """A read descriptor of the regular file at path (no symlink, FIFO or device): the name
-    is first opened as a path only (O_PATH: nothing of the file itself is touched), checked,
-    then reopened through that descriptor, so the file read is the file checked."""
+def _path_fd(root: str, path: str, what: str) -> int:
+    """An O_PATH descriptor of the name at path below root (no symlink at any component,
+    the last one included; nothing of the file itself is touched)."""
     parts = parts_below(path, root, what)
     dfd = _walk(root, parts[:-1], what, path)
     try:
-        pfd = os.open(parts[-1], _PATH, dir_fd=dfd)
+        return os.open(parts[-1], _PATH, dir_fd=dfd)
     except OSError as exc:
         raise _refusal(exc, what, path) from exc
     finally:
         os.close(dfd)
+
+
+def _open_leaf(root: str, path: str, what: str) -> int:
+    """A read descriptor of the regular file at path (no symlink, FIFO or device): the name
+    is first opened as a path only, checked, then reopened through that descriptor, so the
+    file read is the file checked."""
+    pfd = _path_fd(root, path, what)
     try:
         if not stat.S_ISREG(os.fstat(pfd).st_mode):
             raise SandboxError(
@@ -157,16 +163,9 @@ def write_file(root: str, path: str, data: bytes, mode: int = 0o600, what: str =
 
 
 def verified_path(root: str, path: str, what: str = "mount source") -> str:
-    """The path of an existing file or directory below root with no symlink at any component
-    and not a socket: the one a mount may name."""
-    parts = parts_below(path, root, what)
-    dfd = _walk(root, parts[:-1], what, path)
-    try:
-        fd = os.open(parts[-1], _PATH, dir_fd=dfd)
-    except OSError as exc:
-        raise _refusal(exc, what, path) from exc
-    finally:
-        os.close(dfd)
+    """The path of an existing directory or regular file below root with no symlink at any
+    component: the one a mount may name."""
+    fd = _path_fd(root, path, what)
     try:
         st = os.fstat(fd)
     finally:
@@ -179,7 +178,7 @@ def verified_path(root: str, path: str, what: str = "mount source") -> str:
         raise SandboxError(f"{what} {path} is a socket: sockets are never used.")
     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
         raise SandboxError(f"{what} {path} is not a directory or a regular file.")
-    return posixpath.join(os.path.realpath(root), *parts)
+    return posixpath.join(os.path.realpath(root), *parts_below(path, root, what))
 
 
 def load_key(path: str) -> bytes:

@@ -8,6 +8,7 @@ An outer's daemon can answer with any JSON; a malformed container becomes an ent
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from .contract import LABEL, LABEL_EXPIRES, LABEL_IMAGE, LABEL_OWNER
@@ -40,8 +41,21 @@ def expiry(labels: dict[str, str]) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def entry(attrs: Any, now: float) -> dict[str, Any]:
-    """One listing entry (the keys sandbox_info documents), with `error` when malformed."""
+def created(attrs: dict[str, Any]) -> float | None:
+    """When the daemon says the container was created (epoch seconds), or None."""
+    value = attrs.get("Created")
+    try:  # "2026-12-06T12:00:00.123456789Z": seconds are enough
+        when = datetime.strptime(str(value)[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC).timestamp()
+
+
+def entry(attrs: Any, now: float, max_ttl: int | None = None) -> dict[str, Any]:
+    """One listing entry (the keys sandbox_info documents), with `error` when malformed.
+    With max_ttl, the expiry is at most the creation time plus max_ttl: a label beyond it
+    (planted, or asked for under a higher limit) does not keep a sandbox past the host's
+    maximum."""
     attrs = _dict(attrs)
     labels = labels_of(attrs)
     name = attrs.get("Name")
@@ -61,7 +75,11 @@ def entry(attrs: Any, now: float) -> dict[str, Any]:
         found["error"] = (
             f"label {LABEL_EXPIRES} is {labels.get(LABEL_EXPIRES)!r}, not a finite time"
         )
+    elif max_ttl is not None and (born := created(attrs)) is None:
+        found["error"] = f"its creation time {attrs.get('Created')!r} is not a time"
     else:
+        if max_ttl is not None and born is not None:
+            expires = min(expires, born + max_ttl)
         found["expires"], found["expired"] = expires, expires <= now
     if "error" in found:
         found["error"] += ": skipped by the reaper; inspect it and remove it by hand"
