@@ -22,10 +22,12 @@ from fortress_lab.hostile_daemon import (
     frame,
     hostile_daemon,
     json_reply,
+    raw_reply,
 )
 
 lib = adv.load_library()
 HUGE = 64 * 2**20
+UNFIXED = pytest.mark.xfail(strict=True, reason="second review of issue 16: fixed next")
 
 
 def boxes_on(sock: Path) -> Any:
@@ -177,3 +179,87 @@ def test_the_host_maximum_ttl_bounds_a_planted_far_expiry(tmp_path: Path) -> Non
         )  # fmt: skip
         reaped = boxes.reap()
     assert reaped == ["victim"] and daemon.removed == [CONTAINER_ID]
+
+
+LISTED = json_reply([{"Id": CONTAINER_ID, "Names": ["/victim"]}])
+MORE_REPLIES = {
+    # The bound must not depend on what the daemon says its reply is.
+    "a listing calling itself a stream": {
+        "containers": endless_json(HUGE, content_type="application/vnd.docker.raw-stream")
+    },
+    # Redirects are the daemon's to make up: never followed, never read whole.
+    "a redirect with a large body": {
+        "containers": endless_json(HUGE, status="302 Found", headers="Location: /_ping\r\n")
+    },
+}
+
+
+@UNFIXED
+@pytest.mark.parametrize("case", list(MORE_REPLIES))
+def test_no_reply_escapes_the_bound_by_what_it_claims_to_be(tmp_path: Path, case: str) -> None:
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, **MORE_REPLIES[case]):
+        boxes = boxes_on(sock)
+        peak, raised = peak_of(boxes.list)
+    assert isinstance(raised, lib.SandboxError), raised
+    assert peak < 8 * 2**20, f"{case}: the library held {peak} bytes"
+
+
+NESTED = b"[" * 200000 + b"]" * 200000
+SHAPES = {
+    "listing [1]": {"containers": json_reply([1])},
+    "listing [{}]": {"containers": json_reply([{}])},
+    "listing with a numeric Id": {"containers": json_reply([{"Id": 5}])},
+    "an error without a message": {"containers": json_reply({}, status=500)},
+    "an error that is a list": {"containers": json_reply([], status=500)},
+    "deeply nested JSON": {"containers": raw_reply(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(NESTED)).encode() + b"\r\n\r\n" + NESTED)},
+    "too many sandboxes": {"containers": json_reply(
+        [{"Id": f"{n:064x}", "Names": [f"/s{n}"]} for n in range(5000)]),
+        "inspect": json_reply(labelled(Labels={lib.LABEL: "1", lib.LABEL_EXPIRES: "99999999999"}))},
+}  # fmt: skip
+
+
+@UNFIXED
+@pytest.mark.parametrize("case", list(SHAPES))
+def test_a_malformed_reply_is_one_sentence_never_a_traceback(tmp_path: Path, case: str) -> None:
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, **SHAPES[case]):
+        boxes = boxes_on(sock)
+        began = time.monotonic()
+        try:
+            found = boxes.list()
+        except lib.SandboxError:
+            found = []
+        took = time.monotonic() - began
+    assert all("error" in s for s in found), found
+    assert took < 20, f"{case}: listing took {took:.0f} s"
+
+
+@UNFIXED
+def test_a_sandbox_removed_between_listing_and_inspect_does_not_stop_the_reaper(
+    tmp_path: Path,
+) -> None:
+    gone, expired = "a" * 64, CONTAINER_ID
+    listing = json_reply([{"Id": gone, "Names": ["/gone"]}, {"Id": expired, "Names": ["/victim"]}])
+    replies = {
+        "containers": listing,
+        f"inspect {gone}": json_reply({"message": "No such container: gone"}, status=404),
+        "inspect": json_reply(labelled(Labels={lib.LABEL: "1", lib.LABEL_EXPIRES: "1"})),
+    }
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, **replies) as daemon:
+        reaped = boxes_on(sock).reap()
+    assert reaped == ["victim"] and daemon.removed == [expired]
+
+
+@UNFIXED
+def test_a_command_that_exits_without_reading_its_stdin_keeps_its_output(tmp_path: Path) -> None:
+    def answers_and_closes() -> Iterator[bytes]:
+        yield frame(1, 3) + b"ok\n"
+
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, stream=answers_and_closes):
+        result = boxes_on(sock).exec("victim", ["true"], stdin=b"x" * 2**24, timeout=10)
+    assert (result.rc, result.stdout, result.timed_out) == (0, "ok\n", False)

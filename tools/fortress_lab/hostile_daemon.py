@@ -32,17 +32,25 @@ def _json(status: int, body: object) -> bytes:
     return head.encode() + b"\r\n" + data
 
 
-def json_reply(body: object) -> Callable[[], Iterator[bytes]]:
+def json_reply(body: object, status: int = 200) -> Callable[[], Iterator[bytes]]:
     """A reply of one JSON document (for replies=...)."""
-    return lambda: iter([_json(200, body)])
+    return lambda: iter([_json(status, body)])
 
 
-def endless_json(size: int, trickle: float = 0.0) -> Callable[[], Iterator[bytes]]:
+def raw_reply(data: bytes) -> Callable[[], Iterator[bytes]]:
+    """A reply of these exact bytes, HTTP head included."""
+    return lambda: iter([data])
+
+
+def endless_json(
+    size: int, trickle: float = 0.0, status: str = "200 OK",
+    content_type: str = "application/json", headers: str = "",
+) -> Callable[[], Iterator[bytes]]:  # fmt: skip
     """A reply announcing a JSON body of size bytes and sending it (slowly with trickle: one
-    byte per trickle seconds)."""
+    byte per trickle seconds), with the status, content type and extra header lines given."""
 
     def reply() -> Iterator[bytes]:
-        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{headers}"
         yield f"{head}Content-Length: {size}\r\n\r\n".encode()
         if trickle:
             for _ in range(size):
@@ -107,8 +115,10 @@ class _Handler(socketserver.StreamRequestHandler):
             self.reply("containers", json_reply([container]))
             return "containers" not in srv.replies
         elif method == "GET" and path.startswith("/containers/") and path.endswith("/json"):
-            self.reply("inspect", json_reply(container))
-            return "inspect" not in srv.replies
+            which = f"inspect {path.split('/')[2]}"  # one container's own reply, if scripted
+            which = which if which in srv.replies else "inspect"
+            self.reply(which, json_reply(container))
+            return which not in srv.replies
         elif method == "POST" and path.endswith("/exec"):
             with srv.lock:
                 srv.execs += 1

@@ -22,24 +22,32 @@ def argument_spec(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
+UNFIXED = pytest.mark.xfail(strict=True, reason="second review of issue 16: fixed next")
+
+
 @pytest.mark.parametrize(
     ("task", "mode"),
-    [("mode: 0400", "0400"), ("mode: 0644", "0644"), ('mode: "0600"', "0600"),
-     ("mode: '1777'", "1777"), ("mode: '644'", "0644")],
+    [('mode: "0600"', "0600"), ("mode: '1777'", "1777"), ("mode: '644'", "0644"),
+     ("mode: '0400'", "0400")],
 )  # fmt: skip
-def test_a_mode_means_what_the_task_says_quoted_or_not(
+def test_a_quoted_mode_means_what_it_says(
     monkeypatch: pytest.MonkeyPatch, task: str, mode: str
 ) -> None:
-    """YAML reads an unquoted 0400 as the integer 256; it must still mean 0400 (as it does
-    for ansible.builtin.file), never chmod 256."""
     assert parse_mode(validated_mode(monkeypatch, task)) == mode
 
 
-def test_an_unquoted_mode_without_a_leading_zero_is_refused_with_the_fix(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "task", [pytest.param("mode: 0400", marks=UNFIXED), pytest.param("mode: 400", marks=UNFIXED),
+             pytest.param("mode: 440", marks=UNFIXED), "mode: 755",
+             pytest.param("mode: 0x1ff", marks=UNFIXED)],
+)  # fmt: skip
+def test_an_unquoted_mode_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, task: str
 ) -> None:
-    with pytest.raises(SandboxError, match=r"octal 1363: quote it \('0755'\)"):
-        parse_mode(validated_mode(monkeypatch, "mode: 755"))
+    """YAML reads an unquoted mode as a number: 0400 is 256, but 400 is 400 (octal 0620),
+    and the two cannot be told apart once read. Only a quoted mode is taken."""
+    with pytest.raises(SandboxError, match="quote it"):
+        parse_mode(validated_mode(monkeypatch, task))
 
 
 def validated_mode(monkeypatch: pytest.MonkeyPatch, task: str) -> object:
