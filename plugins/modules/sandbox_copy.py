@@ -65,10 +65,10 @@ options:
     type: str
   mode:
     description:
-      - C(in) - the file's mode in the sandbox, in octal - permission bits and the sticky bit,
-        no setuid or setgid. A quoted string (C("0400")) or YAML's unquoted C(0400) (the number
-        256, read as M(ansible.builtin.file) reads it); an unquoted C(400) is refused with the
-        fix, and so is anything else.
+      - C(in) - the file's mode in the sandbox, a quoted octal string (C('0400'), C('644')) -
+        permission bits and the sticky bit, no setuid or setgid.
+      - An unquoted mode is refused with the fix - YAML reads it as a number (C(0400) becomes
+        256, C(400) stays 400, octal 620), and the two cannot be told apart.
       - C(out) writes O(dest) with mode C(0600), owned by the module's user.
     type: raw
     default: "0600"

@@ -25,13 +25,14 @@ from .contract import (
     LABEL_OWNER,
     LABEL_SPEC,
     LABEL_TTL,
+    LIST_TIMEOUT,
     MAX_TTL,
 )  # fmt: skip
 from .egress import egress_plan
 from .errors import SandboxError, daemon_call
 from .files import FilesMixin
 from .guards import check_mount, check_socket, runsc_sandbox_pids, safe_workdir
-from .listing import entry, labels_of
+from .listing import entry, ids_of, labels_of
 from .spec import SandboxSpec, parse_size
 from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER, connect, docker
 
@@ -208,8 +209,23 @@ class Sandboxes(CommandsMixin, FilesMixin):
             filters.append(f"{LABEL_OWNER}={owner}")
         filters += [f"{k}={v}" for k, v in (labels or {}).items()]
         now = time.time() if now is None else now
-        listed = self.client.containers.list(all=True, filters={"label": filters})
-        return [entry(c.attrs, now, self.max_ttl) for c in listed]
+        api = self.client.api
+        ends = time.monotonic() + LIST_TIMEOUT
+        found = []
+        # One container inspected at a time and kept only as its entry: what a daemon sends
+        # is bounded per reply (transport), in count (ids_of) and in total time.
+        for cid in ids_of(api.containers(all=True, filters={"label": filters}), self.socket_path):
+            if time.monotonic() > ends:
+                raise SandboxError(
+                    f"listing the sandboxes of the Docker daemon at {self.socket_path} took "
+                    f"more than {LIST_TIMEOUT:.0f} s: a hostile or overloaded daemon."
+                )
+            try:
+                attrs = api.inspect_container(cid)
+            except docker.errors.NotFound:
+                continue  # removed since the listing
+            found.append(entry(attrs, now, self.max_ttl))
+        return found
 
     @daemon_call("reap")
     def reap(self, dry_run: bool = False, now: float | None = None) -> list[str]:

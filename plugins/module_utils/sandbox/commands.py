@@ -117,13 +117,20 @@ class CommandsMixin:
                         pending = pending[raw.send(pending[:65536]) :]
                     except BlockingIOError:
                         pass
+                    except (BrokenPipeError, ConnectionResetError):
+                        pending = memoryview(b"")  # the command ended without reading it all
                     if not pending:
-                        raw.shutdown(socket.SHUT_WR)
+                        try:
+                            raw.shutdown(socket.SHUT_WR)
+                        except OSError:
+                            pass
                 if readable:
                     try:
                         chunk = raw.recv(65536)
                     except BlockingIOError:
                         continue
+                    except ConnectionResetError:
+                        chunk = b""  # closed with stdin unread: the end, as the frames say
                     if not chunk:
                         break
                     for stream, piece in demuxer.feed(chunk):

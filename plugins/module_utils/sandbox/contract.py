@@ -54,6 +54,9 @@ MAX_FRAME = 1024 * 1024
 # Every other reply of a daemon (JSON): at most this many bytes, within this many seconds.
 MAX_REPLY = 4 * 1024 * 1024  # a listing of thousands of containers fits
 REPLY_TIMEOUT = 60.0
+# A listing (or a reap) names at most this many sandboxes and takes at most this long.
+MAX_LISTED = 1000
+LIST_TIMEOUT = 300.0
 # The kill of a timed-out exec: its own output is read up to this and for this long.
 KILL_OUTPUT = 64 * 1024
 KILL_TIMEOUT = 15.0

@@ -11,11 +11,17 @@ try:  # requests comes with the Docker SDK for Python (client.py reports its abs
     import requests.exceptions
 
     # What a daemon that died, restarted or hangs looks like from here.
+    # (Not HTTPError: the daemon's own refusals, docker.errors.APIError, are handled apart.)
     LOST: tuple[type[BaseException], ...] = (
-        requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+        requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
+        requests.exceptions.TooManyRedirects, OSError,
     )  # fmt: skip
 except ImportError:  # pragma: no cover - depends on the host
-    LOST = (ConnectionError,)
+    LOST = (OSError,)
+# What a reply of the wrong shape raises in the Docker SDK or here (a list where a mapping
+# should be, a key missing, JSON nested too deep): a hostile or broken daemon.
+MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError)
 
 
 class SandboxError(Exception):
@@ -34,11 +40,19 @@ def daemon_call(what: str) -> Any:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 return method(self, *args, **kwargs)
+            except SandboxError:
+                raise
             except LOST as exc:
                 raise SandboxError(
                     f"the Docker daemon at {self.socket_path} stopped answering during {what} "
                     f"({type(exc).__name__}): check that it runs (the host's docker service, or "
                     "the outer container), then retry."
+                ) from exc
+            except MALFORMED as exc:
+                raise SandboxError(
+                    f"the Docker daemon at {self.socket_path} sent a reply the library cannot "
+                    f"read during {what} ({type(exc).__name__}: {str(exc)[:200]}): a hostile or "
+                    "broken daemon."
                 ) from exc
 
         return call

@@ -74,7 +74,7 @@ class FilesMixin:
         hostfs.parts_below(dest, self.workspace_root, "dest")  # refuse before any exec
         data = self.get_file(name, src, max_size=max_size)
         digest = hashlib.sha256(data).hexdigest()
-        changed = hostfs.file_sha256(self.workspace_root, dest) != digest
+        changed = hostfs.file_sha256(self.workspace_root, dest, max_size) != digest
         if changed and not check_mode:
             hostfs.write_file(self.workspace_root, dest, data)
             self.audit.event("copy-out", sandbox=name, path=src, sha256=digest)

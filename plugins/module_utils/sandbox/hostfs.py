@@ -22,6 +22,7 @@ import os
 import posixpath
 import stat
 
+from .contract import MAX_FILE_SIZE
 from .errors import SandboxError
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -117,20 +118,27 @@ def read_file(root: str, path: str, max_size: int, what: str = "src") -> bytes:
     return data
 
 
-def file_sha256(root: str, path: str, what: str = "dest") -> str | None:
-    """sha256 of a regular file below root; None if there is none there (a symlink or
-    anything else under that name is not read and counts as none: writing replaces it)."""
+def file_sha256(
+    root: str, path: str, max_size: int = MAX_FILE_SIZE, what: str = "dest"
+) -> str | None:
+    """sha256 of a regular file below root; None if there is none there or it is larger
+    than max_size (a symlink or anything else under that name is not read and counts as
+    none: writing replaces it; a huge file, sparse or not, is never read whole)."""
     try:
         fd = _open_leaf(root, path, what)
     except SandboxError:
         return None
     digest = hashlib.sha256()
     try:
-        while chunk := os.read(fd, 1 << 20):
+        if os.fstat(fd).st_size > max_size:
+            return None
+        left = max_size + 1
+        while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
             digest.update(chunk)
+            left -= len(chunk)
     finally:
         os.close(fd)
-    return digest.hexdigest()
+    return None if left <= 0 else digest.hexdigest()
 
 
 def write_file(root: str, path: str, data: bytes, mode: int = 0o600, what: str = "dest") -> None:

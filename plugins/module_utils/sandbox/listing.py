@@ -11,7 +11,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from .contract import LABEL, LABEL_EXPIRES, LABEL_IMAGE, LABEL_OWNER
+from .contract import LABEL, LABEL_EXPIRES, LABEL_IMAGE, LABEL_OWNER, MAX_LISTED
+from .errors import SandboxError
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -84,3 +85,21 @@ def entry(attrs: Any, now: float, max_ttl: int | None = None) -> dict[str, Any]:
     if "error" in found:
         found["error"] += ": skipped by the reaper; inspect it and remove it by hand"
     return found
+
+
+def ids_of(listing: Any, where: str) -> list[str]:
+    """The container IDs of a daemon's listing (GET /containers/json): a list of objects
+    with a string Id, at most MAX_LISTED of them; SandboxError otherwise."""
+    if not isinstance(listing, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("Id"), str) for c in listing
+    ):
+        raise SandboxError(
+            f"the Docker daemon at {where} sent a container listing that is not a list of "
+            "containers with IDs: a hostile or broken daemon."
+        )
+    if len(listing) > MAX_LISTED:
+        raise SandboxError(
+            f"the Docker daemon at {where} lists {len(listing)} Fortress sandboxes, more than "
+            f"{MAX_LISTED}: a hostile daemon, or remove sandboxes before listing again."
+        )
+    return [c["Id"] for c in listing]

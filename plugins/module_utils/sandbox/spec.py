@@ -31,24 +31,20 @@ def parse_size(value: str | int | None, option: str) -> int | None:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-def parse_mode(value: str | int) -> str:
+def parse_mode(value: str) -> str:
     """A file mode as four octal digits: permission bits and the sticky bit, no setuid or
-    setgid. A string is read as octal ('0600', '644'); an int is what YAML makes of an
-    unquoted mode (0400 is 256), read the way ansible.builtin.file reads it. Anything else
-    (a chmod option, a symbolic mode, a second argument) is refused before it reaches a
-    shell."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise SandboxError(f"mode must be an octal file mode like 0600 or 0644, not {value!r}.")
-    if isinstance(value, int):
-        if not 0 <= value <= 0o777:
-            raise SandboxError(
-                f"mode {value} is read by YAML as the number {value}, which is octal "
-                f"{value:o}: quote it ('0{value}') or write it with a leading zero (0{value})."
-            )
-        return f"{value:04o}"
-    if not _MODE.fullmatch(value) or int(value, 8) > 0o1777:
+    setgid, given as an octal string ('0600', '644'). A number is refused: it is what YAML
+    makes of an unquoted mode (0400 becomes 256, but 400 stays 400, octal 620), and the two
+    cannot be told apart. Anything else (a chmod option, a symbolic mode, a second argument)
+    is refused before it reaches a shell."""
+    if isinstance(value, (int, float)):
         raise SandboxError(
-            f"mode must be an octal file mode like 0600 or 0644 (permission bits and the "
+            f"mode came as the number {value!r}, which is how YAML reads an unquoted mode "
+            "(0400 becomes 256, 400 stays 400): quote it, for example mode: '0600'."
+        )
+    if not isinstance(value, str) or not _MODE.fullmatch(value) or int(value, 8) > 0o1777:
+        raise SandboxError(
+            f"mode must be an octal file mode like '0600' or '0644' (permission bits and the "
             f"sticky bit, no setuid or setgid), not {value!r}."
         )
     return f"{int(value, 8):04o}"

@@ -32,9 +32,6 @@ except ImportError as exc:  # pragma: no cover - depends on the host
     docker = None  # type: ignore[assignment]
     _API = object
 
-# Replies that are streams the caller reads itself (exec, attach), bounded there.
-_STREAMS = ("application/vnd.docker.raw-stream", "application/vnd.docker.multiplexed-stream")
-
 
 class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
     """docker.APIClient whose replies are read bounded in bytes and time."""
@@ -56,19 +53,47 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
     def _set_request_timeout(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         kwargs = super()._set_request_timeout(kwargs)
         kwargs.setdefault("stream", True)  # read below, bounded, instead of whole by requests
+        kwargs["allow_redirects"] = False  # a daemon does not redirect; never followed,
+        # and refused before requests reads a redirect's body whole (it does, to release it)
+        kwargs["hooks"] = {"response": [self._refuse_redirect]}
         return kwargs
 
+    def _refuse_redirect(self, response: Any, **_kwargs: Any) -> Any:
+        if 300 <= response.status_code < 400:
+            response.close()
+            raise SandboxError(
+                f"the Docker daemon at {self.base_url} answered {response.request.method} "
+                f"{response.request.path_url.split('?')[0]} with a redirect "
+                f"({response.status_code}): a hostile or broken daemon."
+            )
+        return response
+
+    def _get_raw_response_socket(self, response: Any) -> Any:
+        """The calls that really hand the socket over (exec, attach): their stream is read
+        by the caller, bounded there. Only these skip the bound, whatever a reply claims."""
+        self._local.hijack = True
+        try:
+            return super()._get_raw_response_socket(response)
+        finally:
+            self._local.hijack = False
+
     def _raise_for_status(self, response: Any) -> None:
-        streamed = response.headers.get("Content-Type", "") in _STREAMS
-        if response.status_code != 101 and not streamed and not response._content_consumed:
+        where = f"{response.request.method} {response.request.path_url.split('?')[0]}"
+        if not getattr(self._local, "hijack", False) and not response._content_consumed:
             response._content = self._bounded(response)
             response._content_consumed = True
-        super()._raise_for_status(response)
+        try:
+            super()._raise_for_status(response)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise SandboxError(
+                f"the Docker daemon at {self.base_url} answered {where} with an error the "
+                f"library cannot read ({type(exc).__name__}): a hostile or broken daemon."
+            ) from exc
 
     def _result(self, response: Any, json: bool = False, binary: bool = False) -> Any:
         try:
             return super()._result(response, json=json, binary=binary)
-        except ValueError as exc:  # JSON that is not JSON
+        except (ValueError, RecursionError) as exc:  # JSON that is not JSON, or too deep
             raise SandboxError(
                 f"the Docker daemon at {self.base_url} sent a reply that is not JSON to "
                 f"{response.request.method} {response.request.path_url.split('?')[0]}: a "

@@ -22,9 +22,6 @@ def argument_spec(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-UNFIXED = pytest.mark.xfail(strict=True, reason="second review of issue 16: fixed next")
-
-
 @pytest.mark.parametrize(
     ("task", "mode"),
     [('mode: "0600"', "0600"), ("mode: '1777'", "1777"), ("mode: '644'", "0644"),
@@ -37,9 +34,9 @@ def test_a_quoted_mode_means_what_it_says(
 
 
 @pytest.mark.parametrize(
-    "task", [pytest.param("mode: 0400", marks=UNFIXED), pytest.param("mode: 400", marks=UNFIXED),
-             pytest.param("mode: 440", marks=UNFIXED), "mode: 755",
-             pytest.param("mode: 0x1ff", marks=UNFIXED)],
+    "task", ["mode: 0400", "mode: 400",
+             "mode: 440", "mode: 755",
+             "mode: 0x1ff"],
 )  # fmt: skip
 def test_an_unquoted_mode_is_refused_with_the_fix(
     monkeypatch: pytest.MonkeyPatch, task: str

@@ -113,7 +113,6 @@ def test_first_uses_at_once_agree_on_one_key(tmp_path: Path) -> None:
         assert isinstance(keys[0], bytes)
 
 
-@pytest.mark.xfail(strict=True, reason="second review of issue 16: fixed next")
 def test_hashing_a_planted_sparse_dest_stops_at_the_size_cap(root: Path) -> None:
     """A sandbox that shares the workspace plants a huge sparse file (no disk used) where a
     root-run copy out will compare checksums: the hash must stop at the cap, not read it."""
