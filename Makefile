@@ -82,7 +82,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	 && $(STAGE) unit 90 $(MAKE) --no-print-directory unit \
 	 && $(STAGE) build-sanity 180 $(MAKE) --no-print-directory sanity \
 	 && $(STAGE) images 360 $(LAB) images --kind all \
-	 && $(STAGE) integration 720 $(MAKE) --no-print-directory integration \
+	 && $(STAGE) integration 900 $(MAKE) --no-print-directory integration \
 	 && $(STAGE) molecule-default 660 $(MAKE) --no-print-directory molecule SCENARIOS=default \
 	 && $(STAGE) molecule-outer_dind 420 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind \
 	 && $(STAGE) molecule-vm 1560 $(MAKE) --no-print-directory molecule SCENARIOS=vm; \

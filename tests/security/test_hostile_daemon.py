@@ -288,7 +288,6 @@ def render_reaper(tmp_path: Path, sockets: list[str], timeout: int) -> Path:
     return script
 
 
-@pytest.mark.xfail(strict=True, reason="second review of issue 16: fixed next")
 def test_one_hung_daemon_does_not_stop_the_reaper_from_reaping_the_others(tmp_path: Path) -> None:
     hung = tmp_path / "hung.sock"
     listener = socket.socket(socket.AF_UNIX)

@@ -33,8 +33,14 @@ def _json(status: int, body: object) -> bytes:
 
 
 def json_reply(body: object, status: int = 200) -> Callable[[], Iterator[bytes]]:
-    """A reply of one JSON document (for replies=...)."""
-    return lambda: iter([_json(status, body)])
+    """A reply of one JSON document (for replies=...): a whole HTTP message, after which the
+    connection stays open like a real daemon's."""
+
+    def reply() -> Iterator[bytes]:
+        yield _json(status, body)
+
+    reply.whole = True  # type: ignore[attr-defined]
+    return reply
 
 
 def raw_reply(data: bytes) -> Callable[[], Iterator[bytes]]:
@@ -89,14 +95,18 @@ class _Handler(socketserver.StreamRequestHandler):
             if not self.answer(method, path):
                 return
 
-    def reply(self, name: str, default: Callable[[], Iterator[bytes]]) -> None:
+    def reply(self, name: str, default: Callable[[], Iterator[bytes]]) -> bool:
+        """Send the scripted reply (or the default); whether the connection may go on (the
+        reply was a whole HTTP message)."""
+        script = self.server.replies.get(name, default)
         try:
-            for chunk in self.server.replies.get(name, default)():
+            for chunk in script():
                 self.wfile.write(chunk)
                 self.wfile.flush()
                 self.server.sent += len(chunk)
         except OSError:
-            pass
+            return False
+        return getattr(script, "whole", False)
 
     def answer(self, method: str, path: str) -> bool:
         """Write the answer; False when the connection is done (hijacked, or a scripted reply
@@ -112,13 +122,11 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.write(_json(200, {"Runtimes": {"runsc": {"path": "/usr/bin/runsc"}},
                                          "Labels": []}))  # fmt: skip
         elif method == "GET" and path == "/containers/json":
-            self.reply("containers", json_reply([container]))
-            return "containers" not in srv.replies
+            return self.reply("containers", json_reply([container]))
         elif method == "GET" and path.startswith("/containers/") and path.endswith("/json"):
             which = f"inspect {path.split('/')[2]}"  # one container's own reply, if scripted
             which = which if which in srv.replies else "inspect"
-            self.reply(which, json_reply(container))
-            return which not in srv.replies
+            return self.reply(which, json_reply(container))
         elif method == "POST" and path.endswith("/exec"):
             with srv.lock:
                 srv.execs += 1
@@ -135,8 +143,7 @@ class _Handler(socketserver.StreamRequestHandler):
             srv.removed.append(path.split("/")[2])
             self.wfile.write(b"HTTP/1.1 204 No Content\r\n\r\n")
         elif path.startswith("/exec/") and path.endswith("/json"):
-            self.reply("exec_inspect", json_reply({"ExitCode": 0, "Running": False}))
-            return "exec_inspect" not in srv.replies
+            return self.reply("exec_inspect", json_reply({"ExitCode": 0, "Running": False}))
         else:
             self.wfile.write(_json(404, {"message": f"hostile daemon: no {method} {path}"}))
         self.wfile.flush()

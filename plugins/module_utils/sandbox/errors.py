@@ -17,8 +17,12 @@ try:  # requests comes with the Docker SDK for Python (client.py reports its abs
         requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
         requests.exceptions.TooManyRedirects, OSError,
     )  # fmt: skip
+    # The daemon's own refusals (docker.errors.APIError is one): a RequestException, hence an
+    # OSError, but an answer, passed on to the caller's handling.
+    ANSWERS: tuple[type[BaseException], ...] = (requests.exceptions.HTTPError,)
 except ImportError:  # pragma: no cover - depends on the host
     LOST = (OSError,)
+    ANSWERS = ()
 # What a reply of the wrong shape raises in the Docker SDK or here (a list where a mapping
 # should be, a key missing, JSON nested too deep): a hostile or broken daemon.
 MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError)
@@ -40,7 +44,7 @@ def daemon_call(what: str) -> Any:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 return method(self, *args, **kwargs)
-            except SandboxError:
+            except (SandboxError, *ANSWERS):
                 raise
             except LOST as exc:
                 raise SandboxError(
