@@ -72,9 +72,8 @@ class Sandboxes(CommandsMixin, FilesMixin):
         self.max_ttl = max_ttl
         self.audit = AuditLog(audit_log)
         self.skipped: list[str] = []  # what reap() passed over, one sentence each
-        # None: a key of this process only (fingerprints then match within one process).
-        self._key = hostfs.load_key(fingerprint_key) if fingerprint_key else None
-        self._process_key = b""
+        # fingerprint_key None: a random key of this adapter only (labels match within it).
+        self._key = hostfs.load_key(fingerprint_key) if fingerprint_key else os.urandom(32)
         try:
             self.client = connect(socket_path, timeout=120)
             self.client.ping()
@@ -86,9 +85,6 @@ class Sandboxes(CommandsMixin, FilesMixin):
 
     def fingerprint(self, spec: SandboxSpec) -> str:
         """The spec's fingerprint label under this host's key (secrets in env stay secret)."""
-        if self._key is None:
-            self._process_key = self._process_key or os.urandom(32)
-            return spec.fingerprint(self._process_key)
         return spec.fingerprint(self._key)
 
     # --- lookups ------------------------------------------------------------------------
