@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,28 @@ def test_probe_runs_without_third_party_packages() -> None:
     state = probe.system_state()
     assert set(state) == {"mounts", "runsc", "qemu", "veths", "cgroups"}
     assert "/" in state["mounts"]
+
+
+def test_qemu_of_a_concurrent_stages_lab_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test` runs the VM tests (labs pytest-vm*, molecule-vm) beside the other stages:
+    their QEMU is not a leak of those stages; a QEMU of any other lab still is (names match
+    by prefix)."""
+    monkeypatch.delenv("FORTRESS_CONCURRENT_LABS", raising=False)
+    sleeper = f'{sys.executable} -c "import time; time.sleep(60)"'
+    fakes = [  # real processes whose argv looks like a lab's QEMU
+        subprocess.Popen(["bash", "-c", f"exec -a qemu-system-fake {sleeper} -name {lab}/h"])
+        for lab in ("unit-concurrent-x", "unit-own")
+    ]
+    try:
+        deadline = time.monotonic() + 10
+        while len(probe.qemu_processes()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = " ".join(probe.qemu_processes())
+        assert "-name unit-concurrent-x/h" in seen and "-name unit-own/h" in seen
+        monkeypatch.setenv("FORTRESS_CONCURRENT_LABS", "other,unit-concurrent")
+        seen = " ".join(probe.qemu_processes())
+        assert "unit-concurrent-x/" not in seen and "-name unit-own/h" in seen
+    finally:
+        for proc in fakes:
+            proc.kill()
+            proc.wait()

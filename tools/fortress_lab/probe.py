@@ -49,11 +49,16 @@ def runsc_processes() -> list[str]:
 
 
 def qemu_processes() -> list[str]:
-    """'PID ARGV0 -name NAME' of every QEMU system emulator (VM lab hosts)."""
+    """'PID ARGV0 -name NAME' of every QEMU system emulator (VM lab hosts), except those of
+    labs whose names start with a prefix in FORTRESS_CONCURRENT_LABS (comma-separated): labs
+    another stage of the same run owns and cleans up (`make test` runs the VM tests beside
+    the other stages)."""
+    others = tuple(p for p in os.environ.get("FORTRESS_CONCURRENT_LABS", "").split(",") if p)
     found = []
     for pid, argv in processes("qemu-system"):
         name = argv[argv.index("-name") + 1] if "-name" in argv[:-1] else "?"
-        found.append(f"{pid} {argv[0]} -name {name}")
+        if not (others and name.split("/", 1)[0].startswith(others)):
+            found.append(f"{pid} {argv[0]} -name {name}")
     return found
 
 
