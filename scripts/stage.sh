@@ -12,8 +12,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TIMINGS=${FORTRESS_TIMINGS:-$ROOT/.cache/timings.tsv}
 mkdir -p "$(dirname "$TIMINGS")"
 
-# The whole run's ceiling: CI is killed at 90 minutes, the suite must never pass 60.
+# The whole run's ceiling: CI is killed at 90 minutes, the suite must never pass 60. The
+# target is 30: a run past it says so (and by how much) without failing.
 LIMIT=${FORTRESS_TEST_LIMIT:-3600}
+TARGET=${FORTRESS_TEST_TARGET:-1800}
 
 if [ "${1:-}" = "--summary" ]; then
   first='' last=0 bad=0 sum=0
@@ -35,6 +37,9 @@ if [ "${1:-}" = "--summary" ]; then
   total=$((last - ${first:-0}))
   printf '%-22s %8s %8s %8s  (%d min of wall time, at most %d; the stages add up to %d min)\n' \
     total '' "$total" '' $((total / 60)) $((LIMIT / 60)) $((sum / 60))
+  if [ "$total" -gt "$TARGET" ]; then
+    printf 'the run took %d s, %d s over the %d-minute target.\n' "$total" $((total - TARGET)) $((TARGET / 60))
+  fi
   if [ "$total" -gt "$LIMIT" ]; then
     printf 'the run took %d s, over the %d s limit: make the suite faster before adding to it.\n' "$total" "$LIMIT"
     bad=1

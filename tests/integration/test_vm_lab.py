@@ -93,6 +93,9 @@ def test_the_restricted_network_reaches_nothing_beyond_the_vm(vm_lab_host: VmLab
     # Nothing else on the forward's address, nor on the gateway's SSH port.
     for url in ("http://10.0.2.100:22/", "http://10.0.2.2:22/", "http://10.0.2.3:53/"):
         assert vm_lab_host.ssh(f"curl -s -m 5 -o /dev/null {url}").returncode != 0, url
+    # DHCP names no DNS server here: without this line every lookup of the VM's own would go
+    # to 127.0.0.1:53, where the egress tests' world listens (it counted timesyncd's lookups).
+    assert vm_lab_host.check("cat /etc/resolv.conf") == f"nameserver {vm.GUEST_DNS}"
 
 
 def test_a_busy_port_is_skipped_for_another(

@@ -41,6 +41,11 @@ CPUS = 2
 # The machine's loopback as the VM sees it through QEMU's user network.
 GUEST_GATEWAY = "10.0.2.2"
 GUEST_APT_CACHE = "10.0.2.100"  # a restricted VM's only way to the machine's apt cache
+# QEMU's DNS on the user network. A restricted VM gets no DNS server by DHCP and would write
+# no resolv.conf, so every lookup of its own would go to 127.0.0.1:53: to whatever a test
+# listens with there (the egress world's resolver counted systemd-timesyncd's NTP pool
+# lookups as the sandbox's). Named explicitly, it answers nothing under `restrict`.
+GUEST_DNS = "10.0.2.3"
 TCP_RELAY = Path(__file__).resolve().parent / "files" / "tcp-relay.py"
 FW_CFG_SEED = "opt/io.fortress.lab"  # read by files/fortress-lab-seed.sh in the VM
 SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
@@ -494,11 +499,23 @@ class VmBackend(LabBackend):
         )
         record.save()
         ssh_after, state = self._wait_ready(record, started, cancel)
+        if record.options.get("restrict"):
+            self._name_the_resolver(record, cancel)
         say(
             "lab",
             f"{spec.name} (vm {spec.image}, {accel}) up in {time.monotonic() - started:.1f} s: "
             f"SSH on 127.0.0.1:{record.port} after {ssh_after:.1f} s, systemd {state}",
         )
+
+    @staticmethod
+    def _name_the_resolver(record: HostRecord, cancel: threading.Event) -> None:
+        """A restricted VM's resolv.conf names QEMU's DNS (see GUEST_DNS)."""
+        command = f"printf 'nameserver {GUEST_DNS}\\n' > /etc/resolv.conf"
+        argv = ssh_argv(record.port, key_path(record.lab), command)
+        done = _run_until(argv, time.monotonic() + 60, cancel)
+        if done is None or done.returncode != 0:
+            why = "no answer in 60 s" if done is None else tail(done.stderr, 3)
+            raise LabError(f"{record.name}: could not write /etc/resolv.conf over SSH ({why})")
 
     @staticmethod
     def _qemu_argv(record: HostRecord, base: vm_image.BaseImage, port: int) -> list[str]:

@@ -1,6 +1,8 @@
 """Egress control on a VM lab host (Debian 12, kernel 6.1, its own netfilter), on QEMU's
-user network (not yet the restricted one: molecule/vm/molecule.yml says why): the world is
-inside the VM, and no check aims beyond it. The same world and checks as
+restricted network: the world is inside the VM, no check aims beyond it, and nothing could
+leave it anyway. The VM's own lookups go to QEMU's DNS, never to the world's resolver on
+127.0.0.1 (they did before the lab named it: systemd-timesyncd's NTP pool lookups were
+counted as the sandbox's). The same world and checks as
 tests/security/test_egress.py (fortress_lab.egress), built inside the VM. The VM converged
 the policy `lab` (molecule/vm/group_vars); its outer container sits on the policy's internal
 network.
