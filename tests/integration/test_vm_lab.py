@@ -106,7 +106,7 @@ def test_a_busy_port_is_skipped_for_another(
         pidfile = tmp_path / f"qemu-{port}.pid"
         return [
             vm.QEMU, "-accel", "tcg", "-nodefaults", "-display", "none", "-S",
-            "-name", "pytest-busy-port", "-nic", nic, "-daemonize", "-pidfile", str(pidfile),
+            "-name", "pytest-vm-busy-port", "-nic", nic, "-daemonize", "-pidfile", str(pidfile),
         ]  # fmt: skip
 
     with socket.socket() as busy:

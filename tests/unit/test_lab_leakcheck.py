@@ -70,10 +70,12 @@ def test_qemu_of_a_concurrent_stages_lab_is_not_counted(monkeypatch: pytest.Monk
         for lab in ("unit-concurrent-x", "unit-own")
     ]
     try:
-        deadline = time.monotonic() + 10
-        while len(probe.qemu_processes()) < 2 and time.monotonic() < deadline:
+        wanted = ("-name unit-concurrent-x/h", "-name unit-own/h")
+        deadline = time.monotonic() + 10  # real VMs of another lane may run meanwhile
+        seen = ""
+        while not all(w in seen for w in wanted) and time.monotonic() < deadline:
             time.sleep(0.05)
-        seen = " ".join(probe.qemu_processes())
+            seen = " ".join(probe.qemu_processes())
         assert "-name unit-concurrent-x/h" in seen and "-name unit-own/h" in seen
         monkeypatch.setenv("FORTRESS_CONCURRENT_LABS", "other,unit-concurrent")
         seen = " ".join(probe.qemu_processes())
