@@ -76,7 +76,7 @@ def test_qemu_of_a_concurrent_stages_lab_is_not_counted(monkeypatch: pytest.Monk
         while not all(w in seen for w in wanted) and time.monotonic() < deadline:
             time.sleep(0.05)
             seen = " ".join(probe.qemu_processes())
-        assert "-name unit-concurrent-x/h" in seen and "-name unit-own/h" in seen
+        assert all(w in seen for w in wanted), seen
         monkeypatch.setenv("FORTRESS_CONCURRENT_LABS", "other,unit-concurrent")
         seen = " ".join(probe.qemu_processes())
         assert "unit-concurrent-x/" not in seen and "-name unit-own/h" in seen
