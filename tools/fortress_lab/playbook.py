@@ -99,8 +99,10 @@ def parse(rc: int, stdout: str, stderr: str = "") -> PlaybookRun:
                 run.results.setdefault(name, {})[host] = result
                 if result.get("changed"):
                     run.changed.setdefault(host, []).append(name)
-                    if result.get("diff"):
-                        run.diffs.setdefault(host, []).append(result["diff"])
+                    # A loop's diffs are its items'.
+                    for one in [result, *result.get("results", [])]:
+                        if isinstance(one, dict) and one.get("diff"):
+                            run.diffs.setdefault(host, []).append(one["diff"])
                 if result.get("failed") or result.get("unreachable"):
                     msg = result.get("msg") or result.get("stderr") or json.dumps(result)[:500]
                     run.failed.setdefault(host, []).append(f"{name}: {msg}")

@@ -1,5 +1,6 @@
 """Drift: check mode reports each hand-made change (daemon.json, the docker service, runsc,
-the egress firewall's rules), a converge repairs it, the next is quiet.
+the egress firewall's rules, a file of the installed sandbox library), a converge repairs
+it, the next is quiet.
 
 Runs site.yml against the Debian 12 platform only (the Debian 13 one keeps its state).
 """
@@ -11,6 +12,9 @@ import json
 from fortress_lab.playbook import run_playbook
 
 DAEMON_JSON = "/etc/docker/daemon.json"
+LIBRARY = "/usr/local/lib/fortress/sandbox/audit.py"
+PLANTED = "# planted by the drift test"
+INSTALL_LIBRARY = "Install the sandbox library package (the code the sandbox modules run)"
 SMOKE = "Start a sandbox with the runtime's flags (an OCI bundle in its own network namespace)"
 
 
@@ -19,6 +23,7 @@ def _state(h) -> dict[str, object]:
         "daemon.json": h.file(DAEMON_JSON).content_string,
         "docker": h.service("docker").is_running,
         "runsc": h.exists("runsc"),
+        "library": h.file(LIBRARY).content_string,
     }
 
 
@@ -28,6 +33,7 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     h.check_output("systemctl stop docker.socket docker.service")
     h.check_output("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q runsc")
     h.check_output("nft flush chain inet fortress_egress input")  # the egress firewall
+    h.check_output(f"echo '{PLANTED}' >> {LIBRARY}")
     drifted = _state(h)
     assert drifted["docker"] is False and drifted["runsc"] is False
 
@@ -38,8 +44,10 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     assert "Manage the docker service" in changed, changed
     assert "Install runsc from the distribution" in changed, changed
     assert "Load the nftables rules and save their listing" in changed, changed
+    assert "Show the sandbox library files that differ (check mode)" in changed, changed
     diff_text = json.dumps(check.diffs.get(debian12, []))
     assert '\\"icc\\": true' in diff_text and '\\"icc\\": false' in diff_text, diff_text[:2000]
+    assert PLANTED in diff_text, diff_text[:2000]
     assert _state(h) == drifted, "check mode changed the host"
 
     repair = run_playbook(inventory, limit=debian12)
@@ -56,4 +64,6 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     cfg = json.loads(h.file(DAEMON_JSON).content_string)
     assert cfg["icc"] is False
     assert h.service("docker").is_running and h.exists("runsc")
+    assert PLANTED not in h.file(LIBRARY).content_string
+    assert INSTALL_LIBRARY in repair.changed[debian12], repair.changed
     assert "only its proxy" in h.check_output("nft list chain inet fortress_egress input")
