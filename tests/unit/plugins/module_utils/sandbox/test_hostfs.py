@@ -121,3 +121,17 @@ def test_hashing_a_planted_sparse_dest_stops_at_the_size_cap(root: Path) -> None
     began = time.monotonic()
     assert hostfs.file_sha256(str(root), f"{root}/job/dest") is None  # over the cap: "changed"
     assert time.monotonic() - began < 3
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: a hard link below the root is read")
+def test_a_hard_link_to_a_file_outside_the_root_is_not_read(root: Path) -> None:
+    """A hard link below the workspace root to a file outside it (made by root on the host:
+    a sandbox cannot, see protected_hardlinks and gVisor's mounts) names the outside file
+    itself: no walk can tell, only its link count. Control: the same file copied is read."""
+    secret = root.parent / "outside" / "secret"
+    os.link(secret, root / "job" / "linked")
+    with pytest.raises(SandboxError, match="hard link"):
+        hostfs.read_file(str(root), f"{root}/job/linked", 100)
+    assert hostfs.file_sha256(str(root), f"{root}/job/linked") is None
+    (root / "job" / "copied").write_bytes(secret.read_bytes())
+    assert hostfs.read_file(str(root), f"{root}/job/copied", 100) == b"OUTSIDE"
