@@ -135,3 +135,17 @@ def test_a_hard_link_to_a_file_outside_the_root_is_not_read(root: Path) -> None:
     assert hostfs.file_sha256(str(root), f"{root}/job/linked") is None
     (root / "job" / "copied").write_bytes(secret.read_bytes())
     assert hostfs.read_file(str(root), f"{root}/job/copied", 100) == b"OUTSIDE"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: a hard-linked file below the root is mounted")
+def test_a_hard_linked_file_is_not_a_mount_source(root: Path) -> None:
+    """The same hard link as a mount source would put the outside file into a sandbox,
+    writable if the mount is. Control: a directory (its link count is its subdirectories')
+    and a file with one name are mount sources."""
+    os.link(root.parent / "outside" / "secret", root / "job" / "linked")
+    with pytest.raises(SandboxError, match="hard link"):
+        hostfs.verified_path(str(root), f"{root}/job/linked")
+    (root / "job" / "own").write_text("mine")
+    (root / "job" / "sub").mkdir()
+    assert hostfs.verified_path(str(root), f"{root}/job/own").endswith("/job/own")
+    assert hostfs.verified_path(str(root), f"{root}/job").endswith("/job")
