@@ -18,7 +18,8 @@ description:
   - Paths inside the sandbox must be absolute and contain no C(..) component. Paths on the
     managed host (O(src) in, O(dest) out) must lie below O(workspace_root). Each is walked
     from the root one component at a time with no symlink followed (a symlink anywhere below
-    the root is refused), only regular files are read (never a FIFO or a device), and O(dest)
+    the root is refused), only regular files are read (never a FIFO, a device or a file with
+    a second hard link, whose other name may be outside the root), and O(dest)
     is written as a new file created exclusively in its verified directory, then renamed;
     a sandbox that shares the workspace and renames or symlinks names in it while the module
     runs cannot make it read or write another host file

@@ -89,14 +89,22 @@ def _path_fd(root: str, path: str, what: str) -> int:
 
 
 def _open_leaf(root: str, path: str, what: str) -> int:
-    """A read descriptor of the regular file at path (no symlink, FIFO or device): the name
-    is first opened as a path only, checked, then reopened through that descriptor, so the
-    file read is the file checked."""
+    """A read descriptor of the regular file at path (no symlink, FIFO, device, or file
+    with a second name, which may be outside the root): the name is first opened as a path
+    only, checked, then reopened through that descriptor, so the file read is the file
+    checked."""
     pfd = _path_fd(root, path, what)
     try:
-        if not stat.S_ISREG(os.fstat(pfd).st_mode):
+        st = os.fstat(pfd)
+        if not stat.S_ISREG(st.st_mode):
             raise SandboxError(
                 f"{what} {path} is not a regular file: only regular files are copied."
+            )
+        if st.st_nlink != 1:
+            # A second name may be outside the root: the walk cannot see it, the count can.
+            raise SandboxError(
+                f"{what} {path} has {st.st_nlink} hard links: only files with one name are "
+                "copied (copy it to a file of its own)."
             )
         return os.open(f"/proc/self/fd/{pfd}", _READ & ~os.O_NOFOLLOW)
     except OSError as exc:
@@ -171,8 +179,8 @@ def write_file(root: str, path: str, data: bytes, mode: int = 0o600, what: str =
 
 
 def verified_path(root: str, path: str, what: str = "mount source") -> str:
-    """The path of an existing directory or regular file below root with no symlink at any
-    component: the one a mount may name."""
+    """The path of an existing directory, or regular file with one name, below root with no
+    symlink at any component: the one a mount may name."""
     fd = _path_fd(root, path, what)
     try:
         st = os.fstat(fd)
@@ -186,6 +194,11 @@ def verified_path(root: str, path: str, what: str = "mount source") -> str:
         raise SandboxError(f"{what} {path} is a socket: sockets are never used.")
     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
         raise SandboxError(f"{what} {path} is not a directory or a regular file.")
+    if stat.S_ISREG(st.st_mode) and st.st_nlink != 1:
+        raise SandboxError(
+            f"{what} {path} has {st.st_nlink} hard links: a file is mounted only if it has "
+            "one name (its other names may be outside the workspace root)."
+        )
     return posixpath.join(os.path.realpath(root), *parts_below(path, root, what))
 
 

@@ -123,7 +123,6 @@ def test_hashing_a_planted_sparse_dest_stops_at_the_size_cap(root: Path) -> None
     assert time.monotonic() - began < 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: a hard link below the root is read")
 def test_a_hard_link_to_a_file_outside_the_root_is_not_read(root: Path) -> None:
     """A hard link below the workspace root to a file outside it (made by root on the host:
     a sandbox cannot, see protected_hardlinks and gVisor's mounts) names the outside file
@@ -137,7 +136,6 @@ def test_a_hard_link_to_a_file_outside_the_root_is_not_read(root: Path) -> None:
     assert hostfs.read_file(str(root), f"{root}/job/copied", 100) == b"OUTSIDE"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: a hard-linked file below the root is mounted")
 def test_a_hard_linked_file_is_not_a_mount_source(root: Path) -> None:
     """The same hard link as a mount source would put the outside file into a sandbox,
     writable if the mount is. Control: a directory (its link count is its subdirectories')
