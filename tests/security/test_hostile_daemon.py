@@ -312,3 +312,46 @@ def test_one_hung_daemon_does_not_stop_the_reaper_from_reaping_the_others(tmp_pa
     assert daemon.removed == [CONTAINER_ID], done.stdout + done.stderr
     assert took < 60, f"one hung daemon held the reaper {took:.0f} s"
     assert done.returncode == 1 and "gave up after 5 s" in done.stderr, done.stderr
+
+
+# What a daemon may say of its runsc runtimes: the role's flags, then the debug runtime the
+# gvisor role renders when gvisor_debug_enabled (it logs every syscall's arguments to disk),
+# and runtimes weakened by hand (host sockets, raw sockets, a flag and its value split).
+ROLE_ARGS = ["--platform=systrap", "--overlay2=root:memory", "--host-uds=none"]
+RUNSC_RUNTIMES = {
+    "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": [*ROLE_ARGS, "--network=sandbox"]},
+    "runsc-debug": {"path": "/usr/bin/runsc", "runtimeArgs": [
+        *ROLE_ARGS, "--network=sandbox", "--debug", "--debug-log=/var/log/runsc/%ID%/",
+        "--strace"]},
+    "runsc-uds": {"path": "/usr/bin/runsc", "runtimeArgs": [*ROLE_ARGS, "--host-uds=all"]},
+    "runsc-split": {"path": "/usr/bin/runsc", "runtimeArgs": ["--host-uds", "all"]},
+    "runsc-raw": {"path": "/usr/bin/runsc", "runtimeArgs": [*ROLE_ARGS, "--net-raw"]},
+    "runsc-odd": {"path": "/usr/bin/runsc", "runtimeArgs": "--strace"},
+}  # fmt: skip
+
+
+def create_on(runtime: str, tmp_path: Path) -> tuple[BaseException | None, list[str]]:
+    """Create a sandbox under runtime on a daemon with RUNSC_RUNTIMES: what it raised, and
+    the create requests the daemon saw."""
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, info=json_reply({"Runtimes": RUNSC_RUNTIMES})) as daemon:
+        _, raised = peak_of(
+            lambda: boxes_on(sock).create(lib.SandboxSpec(image="x", name="s", runtime=runtime))
+        )
+    return raised, [path for method, path in daemon.requests if "/containers/create" in path]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: a runtime named runsc* passes, any flags")
+@pytest.mark.parametrize("runtime", [r for r in RUNSC_RUNTIMES if r != "runsc"])
+def test_a_debug_or_weakened_runsc_runtime_is_refused_before_anything_is_created(
+    tmp_path: Path, runtime: str
+) -> None:
+    """The runtime's flags are checked against the contract's allowlist before the create
+    request: nothing of the spec starts under a runtime that straces its syscalls to disk or
+    opens the host's unix sockets. Control: the role's own runtime reaches the create."""
+    raised, creates = create_on(runtime, tmp_path)
+    assert isinstance(raised, lib.SandboxError), raised
+    assert "which sandboxes never run under" in str(raised), raised
+    assert creates == [], creates
+    raised, creates = create_on("runsc", tmp_path)
+    assert len(creates) == 1 and "which sandboxes never run under" not in str(raised), raised

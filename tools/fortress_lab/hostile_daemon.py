@@ -112,6 +112,7 @@ class _Handler(socketserver.StreamRequestHandler):
         """Write the answer; False when the connection is done (hijacked, or a scripted reply
         that may not be a whole HTTP message)."""
         srv = self.server
+        srv.requests.append((method, path))
         container = {**CONTAINER, "Config": {"Labels": {contract().LABEL: "1"}, "Image": "x"}}
         if path == "/_ping":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
@@ -119,8 +120,8 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.write(_json(200, {"ApiVersion": "1.41", "MinAPIVersion": "1.12",
                                          "Version": "hostile"}))  # fmt: skip
         elif path == "/info":
-            self.wfile.write(_json(200, {"Runtimes": {"runsc": {"path": "/usr/bin/runsc"}},
-                                         "Labels": []}))  # fmt: skip
+            info = {"Runtimes": {"runsc": {"path": "/usr/bin/runsc"}}, "Labels": []}
+            return self.reply("info", json_reply(info))
         elif method == "GET" and path == "/containers/json":
             return self.reply("containers", json_reply([container]))
         elif method == "GET" and path.startswith("/containers/") and path.endswith("/json"):
@@ -160,6 +161,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.execs = 0
         self.sent = 0
         self.removed: list[str] = []  # container IDs a DELETE asked to remove
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
 
 
 @contextmanager
@@ -169,7 +171,8 @@ def hostile_daemon(
 ) -> Iterator[_Server]:  # fmt: skip
     """Serve on path until the block ends. stream() gives the bytes of the first exec's
     stream; replies replace others: kill (later execs' streams), exec_inspect, containers
-    (the listing), inspect (a container): raw bytes, HTTP head included except for streams."""
+    (the listing), inspect (a container), info (`docker info`): raw bytes, HTTP head
+    included except for streams."""
     server = _Server(str(path), {**({"exec": stream} if stream else {}), **replies})
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
