@@ -131,7 +131,12 @@ options:
         type: bool
         default: true
   runtime:
-    description: A runsc runtime of the daemon (for example C(runsc) or C(runsc-nonet)).
+    description:
+      - A runsc runtime of the daemon (for example C(runsc) or C(runsc-nonet)).
+      - Checked before the sandbox is created. The daemon's runtime must run a binary named
+        C(runsc) with only flags of the sandbox contract's allowlist (C(--platform),
+        C(--network), C(--overlay2), C(--host-uds=none), C(--ignore-cgroups)); a debug or
+        strace runtime, C(--host-uds=all) or C(--net-raw) is refused with one sentence.
     type: str
     default: runsc
 author:

@@ -341,7 +341,6 @@ def create_on(runtime: str, tmp_path: Path) -> tuple[BaseException | None, list[
     return raised, [path for method, path in daemon.requests if "/containers/create" in path]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: a runtime named runsc* passes, any flags")
 @pytest.mark.parametrize("runtime", [r for r in RUNSC_RUNTIMES if r != "runsc"])
 def test_a_debug_or_weakened_runsc_runtime_is_refused_before_anything_is_created(
     tmp_path: Path, runtime: str

@@ -6,7 +6,6 @@ listing and reaping live here; commands.py and files.py add exec, task and files
 from __future__ import annotations
 
 import os
-import posixpath
 import time
 from typing import Any
 
@@ -31,7 +30,13 @@ from .contract import (
 from .egress import egress_plan
 from .errors import SandboxError, daemon_call
 from .files import FilesMixin
-from .guards import check_mount, check_socket, runsc_sandbox_pids, safe_workdir
+from .guards import (
+    check_mount,
+    check_runsc_runtime,
+    check_socket,
+    runsc_sandbox_pids,
+    safe_workdir,
+)
 from .listing import entry, ids_of, labels_of
 from .spec import SandboxSpec, parse_size
 from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER, connect, docker
@@ -105,15 +110,8 @@ class Sandboxes(CommandsMixin, FilesMixin):
 
     @daemon_call("the runtime check")
     def check_runtime(self, runtime: str) -> None:
-        runtimes = self.client.info().get("Runtimes", {})
-        path = (runtimes.get(runtime) or {}).get("path", "")
-        if not runtime.startswith("runsc") or posixpath.basename(path) != "runsc":
-            raise SandboxError(
-                f"runtime {runtime!r} is not a runsc runtime of this daemon (it has "
-                f"{', '.join(sorted(runtimes))}): sandboxes run only under gVisor; "
-                "converge site.yml (the gvisor role for a host's daemon, outer_sandbox for an "
-                "outer container's)."
-            )
+        info = self.client.info()
+        check_runsc_runtime(runtime, info.get("Runtimes") if isinstance(info, dict) else None)
 
     # --- lifecycle ----------------------------------------------------------------------
 

@@ -37,6 +37,18 @@ DEFAULT_FINGERPRINT_KEY = "/var/lib/fortress/sandbox-fingerprint.key"
 DEFAULT_USER = "65534:65534"  # nobody
 # The command of a sandbox that waits for execs (and stops at once on SIGTERM).
 KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+# The runsc flags a sandbox's runtime may carry in the daemon's runtimeArgs, each with the
+# values it may take (None: any value). Anything else (--debug, --strace, --debug-log,
+# --host-uds=all, --net-raw, a TESTONLY flag, a flag and its value as two arguments) is
+# refused before a sandbox is created. The gvisor and outer_sandbox roles render only these;
+# gvisor_runtime_extra_args is checked against them when a host converges.
+RUNSC_FLAGS = {
+    "--platform": ("systrap", "ptrace", "kvm"),
+    "--network": ("sandbox", "host", "none"),
+    "--overlay2": None,
+    "--host-uds": ("none",),
+    "--ignore-cgroups": ("", "true", "false"),
+}
 # Paths a mount may never cover inside a sandbox.
 NOT_A_TARGET = (
     "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run",

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+from typing import Any
 
-from .contract import NOT_A_TARGET
+from .contract import NOT_A_TARGET, RUNSC_FLAGS
 from .errors import SandboxError
 from .hostfs import verified_path
 from .spec import Mount
@@ -94,3 +95,41 @@ def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
         if argv and argv[0] == b"runsc-sandbox" and any(container_id.encode() in a for a in argv):
             found.append(int(entry))
     return found
+
+
+def refused_runsc_flags(args: Any) -> list[str]:
+    """The arguments of a runsc runtime that RUNSC_FLAGS does not allow (all of them if args
+    is not a list of strings: a daemon's answer is hostile)."""
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        return [repr(args)[:200]]
+    refused = []
+    for arg in args:
+        name, _, value = arg.partition("=")
+        allowed = RUNSC_FLAGS.get(name, ())
+        if name not in RUNSC_FLAGS or (allowed is not None and value not in allowed):
+            refused.append(arg[:200])
+    return refused
+
+
+def check_runsc_runtime(name: str, runtimes: Any) -> None:
+    """Refuse a runtime that is not runsc run with allowed flags only, by what the daemon
+    says of it (`docker info`), before anything is created under it."""
+    known = runtimes if isinstance(runtimes, dict) else {}
+    runtime = known.get(name) if isinstance(known.get(name), dict) else {}
+    path = runtime.get("path")
+    is_runsc = isinstance(path, str) and posixpath.basename(path) == "runsc"
+    if not name.startswith("runsc") or not is_runsc:
+        raise SandboxError(
+            f"runtime {name[:100]!r} is not a runsc runtime of this daemon (it has "
+            f"{', '.join(sorted(str(k)[:100] for k in known)[:20])}): sandboxes run only under "
+            "gVisor; converge site.yml (the gvisor role for a host's daemon, outer_sandbox for "
+            "an outer container's)."
+        )
+    refused = refused_runsc_flags(runtime.get("runtimeArgs", []))
+    if refused:
+        raise SandboxError(
+            f"runtime {name!r} runs runsc with {' '.join(refused)}, which sandboxes never run "
+            f"under (allowed: {', '.join(RUNSC_FLAGS)} with their safe values; a debug or "
+            "strace runtime is for debugging gVisor, not for agents): pick another runtime or "
+            "fix its runtimeArgs in daemon.json (gvisor_runtime_extra_args)."
+        )

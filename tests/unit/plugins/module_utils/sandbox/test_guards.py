@@ -6,12 +6,15 @@ import os
 import socket
 from pathlib import Path
 
+import jinja2
 import pytest
+import yaml
 from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
     Mount,
     SandboxError,
     check_mount,
     check_socket,
+    guards,
     runsc_sandbox_pids,
     safe_path,
     safe_workdir,
@@ -114,3 +117,40 @@ def test_only_directories_and_regular_files_are_mount_sources(tmp_path: Path) ->
     os.mkfifo(root / "pipe")
     with pytest.raises(SandboxError, match="not a directory or a regular file"):
         check_mount(Mount(str(root / "pipe"), "/workspace/p"), str(root))
+
+
+def _role_runtime_args() -> list[str]:
+    """The runtime arguments the gvisor role renders with its defaults (debug runtime aside)."""
+    roles = Path(__file__).resolve().parents[5] / "roles" / "gvisor"
+    defaults = yaml.safe_load((roles / "defaults" / "main.yml").read_text())
+    rendered = []
+    for arg in yaml.safe_load((roles / "vars" / "main.yml").read_text())["__gvisor_common_args"]:
+        rendered.append(jinja2.Template(arg).render(**defaults))
+    return [*rendered, f"--network={defaults['gvisor_network']}", "--network=none"]
+
+
+def test_the_gvisor_roles_runtime_flags_are_allowed_and_weakening_ones_refused() -> None:
+    assert guards.refused_runsc_flags(_role_runtime_args()) == []
+    assert guards.refused_runsc_flags(["--ignore-cgroups", "--network=host"]) == []
+    weakening = [
+        "--debug", "--strace", "--debug-log=/tmp/x/", "--host-uds=all", "--host-uds=open",
+        "--net-raw", "--TESTONLY-unsafe-nonroot", "-debug", "--Host-uds=none", "--host-uds",
+        "all", "--network=sandbox\0", "--platform=", "",
+    ]  # fmt: skip
+    assert guards.refused_runsc_flags(weakening) == weakening
+    for odd in ("--strace", None, {"--debug": True}, [1]):
+        assert guards.refused_runsc_flags(odd) != []
+
+
+def test_a_runtime_is_checked_by_name_binary_and_flags() -> None:
+    ok = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": _role_runtime_args()}}
+    guards.check_runsc_runtime("runsc", ok)
+    for name, runtimes, message in [
+        ("runc", {"runc": {"path": "runc"}}, "not a runsc runtime"),
+        ("runsc", {"runsc": {"path": "/usr/bin/runc"}}, "not a runsc runtime"),
+        ("runsc", {"runsc": "/usr/bin/runsc"}, "not a runsc runtime"),
+        ("runsc", None, "not a runsc runtime"),
+        ("runsc", {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--strace"]}}, "--strace"),
+    ]:
+        with pytest.raises(SandboxError, match=message):
+            guards.check_runsc_runtime(name, runtimes)
