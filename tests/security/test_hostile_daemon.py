@@ -354,3 +354,23 @@ def test_a_debug_or_weakened_runsc_runtime_is_refused_before_anything_is_created
     assert creates == [], creates
     raised, creates = create_on("runsc", tmp_path)
     assert len(creates) == 1 and "which sandboxes never run under" not in str(raised), raised
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: the socket is checked by path, then reopened")
+def test_a_socket_renamed_over_the_checked_one_gets_no_request(tmp_path: Path) -> None:
+    """Root in a dind outer is host uid 0 and owns the directory of its host-side socket: it
+    can rename a socket of its choosing over the one the library checked. Every connection
+    the library opens afterwards (an exec's hijacked stream leaves the pool, so the next
+    request connects again) must reach the socket it checked. Control: an adapter made after
+    the swap checks and reaches the new one."""
+    sock, swapped = tmp_path / "docker.sock", tmp_path / "swapped.sock"
+    with hostile_daemon(sock) as checked, hostile_daemon(swapped) as other:
+        boxes = lib.Sandboxes(socket_path=str(sock), socket_owner=os.getuid(), audit_log=None,
+                              fingerprint_key=None)  # fmt: skip
+        os.rename(swapped, sock)
+        boxes.exec("victim", ["true"], timeout=10)
+        assert other.requests == [], other.requests
+        assert ("GET", "/exec/exec1/json") in [(m, p.split("?")[0]) for m, p in checked.requests]
+        lib.Sandboxes(socket_path=str(sock), socket_owner=os.getuid(), audit_log=None,
+                      fingerprint_key=None).list()  # fmt: skip
+        assert other.requests, "the control adapter never reached the socket now at the path"
