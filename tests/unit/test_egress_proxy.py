@@ -203,7 +203,8 @@ def running_proxy(upstream: int) -> Iterator[int]:
     config = {
         "policy": "t", "listen": ["127.0.0.1"], "port": port, "deny": ["169.254.0.0/16"],
         "rules": [
-            {"host": "localhost", "port": upstream}, {"cidr": "127.0.0.1/32", "port": upstream}
+            {"host": "localhost", "port": upstream}, {"cidr": "127.0.0.1/32", "port": upstream},
+            {"suffix": ".allowed.test", "port": upstream},
         ],
     }  # fmt: skip
     loop = asyncio.new_event_loop()
@@ -267,3 +268,32 @@ def test_the_proxy_refuses_with_a_sentence(
     answer = ask(running_proxy, f"{request_line}\r\n\r\n".encode())
     assert answer.startswith(f"HTTP/1.1 {status} "), answer
     assert "X-Fortress-Egress: denied" in answer and reason in answer, answer
+
+
+# Targets the allowlist check and the system resolver would read differently: the resolver
+# stops at a NUL (the C string ends there), so "127.0.0.1\0.allowed.test" passed the
+# *.allowed.test rule and connected to 127.0.0.1, an address of the client's choosing.
+# Every other byte outside a host name's syntax is refused the same way.
+SMUGGLED_NAMES = [
+    "127.0.0.1\x00.allowed.test", "localhost\x00.allowed.test", "127.0.0.1\t.allowed.test",
+    "127.0.0.1 .allowed.test", "127.1.allowed.test\x00", "x..allowed.test", "-x.allowed.test",
+    "x_%41.allowed.test", "0x7f000001", "127.1", "2130706433",
+    "\u0430.allowed.test", "x.allowed.test\\", f"{'a' * 64}.allowed.test",
+]  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: the proxy validates no name syntax")
+@pytest.mark.parametrize("name", SMUGGLED_NAMES)
+def test_a_name_outside_host_name_syntax_is_refused_before_any_lookup(
+    running_proxy: int, upstream: int, name: str
+) -> None:
+    """Control: well-formed names under the same rule pass the same check (no lookup made:
+    tests resolve nothing outside this machine)."""
+    for method_target in (f"CONNECT {name}:{upstream}", f"GET http://{name}:{upstream}/x"):
+        answer = ask(running_proxy, f"{method_target} HTTP/1.1\r\n\r\n".encode())
+        assert answer.startswith("HTTP/1.1 400 "), (name, answer)
+        assert "is not a host name" in answer, answer
+    policy = proxy.Policy({"policy": "t", "deny": [], "rules": [
+        {"suffix": ".allowed.test", "port": upstream}]})  # fmt: skip
+    for good in ("x.allowed.test", "A-1.x_y.Allowed.Test.", f"{'a' * 63}.allowed.test"):
+        policy.check_target(good, upstream)
