@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import re
 import socket
 import sys
 from typing import Any
@@ -27,6 +28,16 @@ from urllib.parse import urlsplit
 IP_FREEBIND = 15  # linux/in.h: bind an address the bridge does not carry yet
 IPV6_FREEBIND = 78  # linux/in6.h
 MAX_HEAD = 16384
+
+
+# A host name as the allowlist check, DNS and the system resolver all read it: labels of
+# ASCII letters, digits, '-' and '_' (not at a label's ends for '-'), 1 to 63 bytes each,
+# 253 in all, and a last label that is not a number (the resolver reads 127.1, 0x7f000001
+# or 2130706433 as addresses). Any other byte (a NUL, where the resolver's C string ends;
+# whitespace; '%'; non-ASCII) is refused before any rule is read or any lookup is made.
+LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+NUMERIC = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")
+VISIBLE = re.compile(r"[\x21-\x7e]+")  # RFC 9112: a request target is visible ASCII
 
 
 class Refused(Exception):
@@ -49,6 +60,25 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return addr
 
 
+def host_name(text: str) -> str:
+    """The one spelling of a host name that is checked, resolved and logged (lower case,
+    no trailing dot); one sentence for anything else."""
+    name = text[:-1] if text.endswith(".") else text
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or not all(LABEL.fullmatch(label) for label in labels)
+        or NUMERIC.fullmatch(labels[-1])
+    ):
+        raise Refused(
+            400,
+            f"{ascii(text)[1:-1][:100]} is not a host name (ASCII letters, digits, '-' and '_' "
+            "in dot-separated labels of 1 to 63 characters, not ending in a number): send a "
+            "host name or an IP literal",
+        )
+    return name.lower()
+
+
 class Policy:
     """The rules of one policy, from the role's configuration file."""
 
@@ -61,22 +91,23 @@ class Policy:
         ]
         self.deny = [ipaddress.ip_network(c) for c in config["deny"]]
 
-    def check_target(self, host: str, port: int) -> None:
-        """Refuse a target no rule names (before any lookup)."""
+    def check_target(self, host: str, port: int) -> str:
+        """Refuse a target no rule names (before any lookup); the target as checked (the
+        address of an IP literal, else host_name's spelling), the only one used after."""
         addr = parse_ip(host)
         if addr is not None:
             if not any(addr in net and port == p for net, p in self.cidrs):
                 raise Refused(
                     403,
-                    f"{host}:{port} is an IP literal no address rule allows: name a host the "
+                    f"{addr}:{port} is an IP literal no address rule allows: name a host the "
                     "policy allows",
                 )
-            return
-        name = host.lower().rstrip(".")
+            return str(addr)
+        name = host_name(host)
         if (name, port) in self.hosts:
-            return
+            return name
         if any(name.endswith(suffix) and port == p for suffix, p in self.suffixes):
-            return
+            return name
         raise Refused(403, f"{name}:{port} is not in the allow list")
 
     def check_address(self, host: str, addr: str) -> None:
@@ -129,6 +160,10 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
         method, target, version = line.split(" ")
     except ValueError as exc:
         raise Refused(400, "malformed request line") from exc
+    if not VISIBLE.fullmatch(target):
+        # A URL parser drops some of these bytes (tabs, newlines) and a resolver stops at
+        # others (NUL): what is checked must be what was sent.
+        raise Refused(400, f"{ascii(target)[1:-1][:100]}: a request target is visible ASCII only")
     if method == "CONNECT":
         host, port = split_authority(target, None)
         return method, host, port, None
@@ -178,8 +213,9 @@ class Proxy:
                 ) as exc:  # fmt: skip
                     raise Refused(400, "incomplete or oversized request head") from exc
                 method, host, port, upstream = parse_head(head)
+                target = f"{ascii(host)[1:-1][:100]}:{port}"  # hostile bytes escaped in logs
+                host = self.policy.check_target(host, port)
                 target = f"{host}:{port}"
-                self.policy.check_target(host, port)
                 addrs = await resolve(self.policy, host, port)
                 up_reader, up_writer, addr = await self.connect(host, addrs, port)
                 self.log("allow", client, target, f"method={method} address={addr}")
