@@ -299,3 +299,34 @@ def test_a_name_outside_host_name_syntax_is_refused_before_any_lookup(
         {"suffix": ".allowed.test", "port": upstream}]})  # fmt: skip
     for good in ("x.allowed.test", "A-1.x_y.Allowed.Test.", f"{'a' * 63}.allowed.test"):
         policy.check_target(good, upstream)
+
+
+# Request heads whose lines the proxy and the upstream would split differently: a bare LF
+# (the upstream's parser ends a line there; the proxy forwarded it inside one "line"), a
+# bare CR, a folded line (obs-fold), a field name with a space or none at all.
+SMUGGLED_HEADS = {
+    "bare LF": "X-A: 1\nConnection: keep-alive",
+    "bare CR": "X-A: 1\rConnection: keep-alive",
+    "folded line": "X-A: 1\r\n Connection: keep-alive",
+    "space before the colon": "Connection : keep-alive",
+    "no field name": ": keep-alive",
+    "no colon": "Connection keep-alive",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: header lines are forwarded raw")
+@pytest.mark.parametrize("case", list(SMUGGLED_HEADS))
+def test_a_header_line_the_upstream_would_split_differently_is_refused(
+    running_proxy: int, upstream: int, case: str
+) -> None:
+    """Nothing of such a head reaches the upstream (which echoes its Connection header: an
+    injected keep-alive would show). Control: the same field, well formed, is forwarded and
+    replaced by the proxy's own Connection: close."""
+    head = f"GET http://localhost:{upstream}/x HTTP/1.1\r\n{SMUGGLED_HEADS[case]}\r\n\r\n"
+    answer = ask(running_proxy, head.encode())
+    assert answer.startswith("HTTP/1.1 400 ") and "keep-alive" not in answer, answer
+    assert "request head" in answer, answer
+    control = (
+        f"GET http://localhost:{upstream}/x HTTP/1.1\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\n"
+    )
+    assert ask(running_proxy, control.encode()).endswith("upstream /x close")
