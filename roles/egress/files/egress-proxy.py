@@ -38,6 +38,9 @@ MAX_HEAD = 16384
 LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 NUMERIC = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")
 VISIBLE = re.compile(r"[\x21-\x7e]+")  # RFC 9112: a request target is visible ASCII
+# RFC 9110/9112: a field line is a token, a colon, then visible bytes, spaces and tabs; no
+# bare CR or LF anywhere, no folded line. Anything else an upstream could split otherwise.
+FIELD_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
 
 
 class Refused(Exception):
@@ -160,6 +163,14 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
         method, target, version = line.split(" ")
     except ValueError as exc:
         raise Refused(400, "malformed request line") from exc
+    fields = [f for f in rest.split("\r\n") if f]
+    if "\r" in line or "\n" in line or not all(FIELD_LINE.fullmatch(f) for f in fields):
+        bad = next((f for f in fields if not FIELD_LINE.fullmatch(f)), line)
+        raise Refused(
+            400,
+            f"malformed request head ({ascii(bad)[1:-1][:80]}): each header line is NAME: value, "
+            "with no bare CR or LF and no folded line",
+        )
     if not VISIBLE.fullmatch(target):
         # A URL parser drops some of these bytes (tabs, newlines) and a resolver stops at
         # others (NUL): what is checked must be what was sent.
@@ -179,8 +190,8 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
     # Host is the URL's authority, whatever the client wrote: a different Host header would
     # reach another site served from an allowed name's address (a CDN's, say).
     headers = [
-        h for h in rest.split("\r\n")
-        if h and h.split(":", 1)[0].strip().lower()
+        h for h in fields
+        if h.split(":", 1)[0].lower()
         not in ("host", "proxy-connection", "proxy-authorization", "connection", "keep-alive")
     ]  # fmt: skip
     authority = url.netloc.rpartition("@")[2]
