@@ -356,7 +356,6 @@ def test_a_debug_or_weakened_runsc_runtime_is_refused_before_anything_is_created
     assert len(creates) == 1 and "which sandboxes never run under" not in str(raised), raised
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: the socket is checked by path, then reopened")
 def test_a_socket_renamed_over_the_checked_one_gets_no_request(tmp_path: Path) -> None:
     """Root in a dind outer is host uid 0 and owns the directory of its host-side socket: it
     can rename a socket of its choosing over the one the library checked. Every connection

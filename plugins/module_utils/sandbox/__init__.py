@@ -32,7 +32,14 @@ from .audit import AuditLog
 from .client import Sandboxes
 from .contract import *  # noqa: F403 - the contract's names are the package's
 from .errors import SandboxError, StreamError
-from .guards import check_mount, check_socket, runsc_sandbox_pids, safe_path, safe_workdir
+from .guards import (
+    check_mount,
+    check_socket,
+    open_socket,
+    runsc_sandbox_pids,
+    safe_path,
+    safe_workdir,
+)
 from .hostfs import parts_below, verified_path
 from .listing import expiry
 from .module import COMMON_ARGS, from_module_params
@@ -58,6 +65,7 @@ __all__ = [
     "check_ttl",
     "expiry",
     "from_module_params",
+    "open_socket",
     "parse_mode",
     "parse_size",
     "parts_below",

@@ -15,31 +15,48 @@ from .hostfs import verified_path
 from .spec import Mount
 
 
-def check_socket(path: str, owner: int = 0) -> None:
-    """Refuse a daemon socket path another user could have redirected: reached through a
-    symlink, not a socket, or not owned by `owner` (root, or for an outer container in
-    userns mode the host uid its root maps to, as whom that daemon creates its socket).
-
-    This checks the path, and the Docker SDK then connects to the path again: it guards
-    against a socket put in the wrong place, not against root inside a dind outer, which is
-    host uid 0 and can replace the socket in between. Every answer of such a daemon is
-    therefore parsed as hostile (stream.py) and the runtime is verified from the host."""
-    if os.path.realpath(path) != os.path.abspath(path):
-        raise SandboxError(
-            f"the Docker socket {path} is reached through a symlink: give its real path."
-        )
+def open_socket(path: str, owner: int = 0) -> int:
+    """An O_PATH descriptor of the daemon socket at path, refused if the path is reached
+    through a symlink, is not a socket, or is not owned by `owner` (root, or for an outer
+    container in userns mode the host uid its root maps to, as whom that daemon creates its
+    socket). The checks read the descriptor, not the path again, and the library connects
+    through the descriptor (/proc/self/fd/N) every time: a socket renamed over the path
+    afterwards (root in a dind outer is host uid 0 and can) never receives a request. What
+    the checked daemon answers is still parsed as hostile (stream.py, transport.py)."""
     try:
-        st = os.lstat(path)
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         raise SandboxError(f"no Docker socket at {path}: is that daemon running?") from exc
-    if not stat.S_ISSOCK(st.st_mode):
-        raise SandboxError(f"{path} is not a socket: give the path of a Docker daemon's socket.")
-    if st.st_uid != owner:
-        expected = "root" if owner == 0 else f"uid {owner}"
+    except OSError as exc:
         raise SandboxError(
-            f"the Docker socket {path} is owned by uid {st.st_uid}, not {expected}: refusing a "
-            "socket another user (or a compromised container) could have put there."
-        )
+            f"the Docker socket {path} cannot be opened ({exc.strerror}): give the path of a "
+            "Docker daemon's socket."
+        ) from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode) or os.readlink(f"/proc/self/fd/{fd}") != os.path.abspath(path):
+            raise SandboxError(
+                f"the Docker socket {path} is reached through a symlink: give its real path."
+            )
+        if not stat.S_ISSOCK(st.st_mode):
+            raise SandboxError(
+                f"{path} is not a socket: give the path of a Docker daemon's socket."
+            )
+        if st.st_uid != owner:
+            expected = "root" if owner == 0 else f"uid {owner}"
+            raise SandboxError(
+                f"the Docker socket {path} is owned by uid {st.st_uid}, not {expected}: refusing "
+                "a socket another user (or a compromised container) could have put there."
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_socket(path: str, owner: int = 0) -> None:
+    """open_socket's checks alone (the descriptor is closed)."""
+    os.close(open_socket(path, owner))
 
 
 def check_mount(mount: Mount, workspace_root: str) -> Mount:

@@ -38,6 +38,7 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._local = threading.local()  # first: the constructor already asks the version
+        self.shown = kwargs.pop("shown", None) or kwargs.get("base_url")  # for messages
         super().__init__(*args, **kwargs)
 
     @contextmanager
@@ -62,7 +63,7 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
         if 300 <= response.status_code < 400:
             response.close()
             raise SandboxError(
-                f"the Docker daemon at {self.base_url} answered {response.request.method} "
+                f"the Docker daemon at {self.shown} answered {response.request.method} "
                 f"{response.request.path_url.split('?')[0]} with a redirect "
                 f"({response.status_code}): a hostile or broken daemon."
             )
@@ -86,7 +87,7 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
             super()._raise_for_status(response)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise SandboxError(
-                f"the Docker daemon at {self.base_url} answered {where} with an error the "
+                f"the Docker daemon at {self.shown} answered {where} with an error the "
                 f"library cannot read ({type(exc).__name__}): a hostile or broken daemon."
             ) from exc
 
@@ -95,7 +96,7 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
             return super()._result(response, json=json, binary=binary)
         except (ValueError, RecursionError) as exc:  # JSON that is not JSON, or too deep
             raise SandboxError(
-                f"the Docker daemon at {self.base_url} sent a reply that is not JSON to "
+                f"the Docker daemon at {self.shown} sent a reply that is not JSON to "
                 f"{response.request.method} {response.request.path_url.split('?')[0]}: a "
                 "hostile or broken daemon."
             ) from exc
@@ -113,13 +114,13 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
                 data += piece
                 if len(data) > MAX_REPLY:
                     raise SandboxError(
-                        f"the Docker daemon at {self.base_url} sent a reply larger than "
+                        f"the Docker daemon at {self.shown} sent a reply larger than "
                         f"{MAX_REPLY} bytes to {response.request.method} "
                         f"{response.request.path_url.split('?')[0]}: a hostile or broken daemon."
                     )
                 if time.monotonic() > ends:
                     raise SandboxError(
-                        f"the Docker daemon at {self.base_url} took more than {seconds:.0f} s "
+                        f"the Docker daemon at {self.shown} took more than {seconds:.0f} s "
                         f"to send its reply to {response.request.method} "
                         f"{response.request.path_url.split('?')[0]}: a hostile or hung daemon."
                     )
@@ -128,8 +129,11 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
         return bytes(data)
 
 
-def connect(socket_path: str, timeout: float) -> Any:
-    """A docker.DockerClient on socket_path whose API client is BoundedAPIClient."""
+def connect(socket_path: str, timeout: float, shown: str | None = None) -> Any:
+    """A docker.DockerClient on socket_path whose API client is BoundedAPIClient; messages
+    name the socket `shown` (the path a caller gave, when socket_path is a descriptor's)."""
     client = docker.DockerClient.__new__(docker.DockerClient)
-    client.api = BoundedAPIClient(base_url=f"unix://{socket_path}", timeout=timeout)
+    client.api = BoundedAPIClient(
+        base_url=f"unix://{socket_path}", timeout=timeout, shown=f"unix://{shown or socket_path}"
+    )
     return client
