@@ -10,6 +10,7 @@ processes, veths, cgroups).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from fortress_lab import leakcheck
 from fortress_lab.common import client
-from fortress_lab.playbook import run_module
+from fortress_lab.playbook import run_module, run_playbook
 from fortress_lab.pytest_plugin import reaper_paused
 
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
@@ -182,6 +183,41 @@ def test_bad_input_fails_clearly_and_leaves_nothing(
     spec = {"name": "bad", "image": IMAGE, "command": FOREVER, **daemon, **args}
     out = module(inventory, "sandbox", spec)
     assert out["failed"] and message in out["msg"], out
+
+
+# The least each module takes (none of them reaches a daemon through a refused socket).
+EVERY_MODULE = {
+    "sandbox": {"name": "bad", "state": "absent"},
+    "sandbox_copy": {"name": "bad", "content": "x", "dest": "/workspace/x"},
+    "sandbox_exec": {"image": IMAGE, "argv": ["true"]},
+    "sandbox_info": {},
+    "sandbox_reap": {},
+}
+
+
+def test_module_defaults_of_the_group_reach_every_sandbox_module(inventory, tmp_path) -> None:
+    """`module_defaults: group/fortress.agents.sandbox` (meta/runtime.yml's action group)
+    sets an option of every sandbox module: here a socket path through a symlink, which each
+    refuses; the same tasks without the defaults are not refused for it (control). The
+    play runs in check mode, sandbox_exec's task not (it has none)."""
+    tasks = [
+        {"name": name, f"fortress.agents.{name}": args, "ignore_errors": True,
+         # sandbox_exec has no check mode: without the defaults, a one-shot `true`.
+         **({"check_mode": False} if name == "sandbox_exec" else {})}
+        for name, args in EVERY_MODULE.items()
+    ]  # fmt: skip
+    defaults = {"group/fortress.agents.sandbox": {"docker_socket": "/var/run/docker.sock"}}
+    for with_defaults in (True, False):
+        play = tmp_path / f"play-{with_defaults}.yml"
+        doc = {"hosts": HOST, "gather_facts": False, "tasks": tasks}
+        if with_defaults:
+            doc["module_defaults"] = defaults
+        play.write_text(json.dumps([doc]))
+        run = run_playbook(inventory, playbook=play, check=True)
+        for name in EVERY_MODULE:
+            result = run.results[name][HOST]
+            refused = "through a symlink" in str(result.get("msg", ""))
+            assert refused is with_defaults, (name, with_defaults, result)
 
 
 def test_reap_removes_only_expired_fortress_sandboxes(inventory, daemon, no_leaks_in_host) -> None:
