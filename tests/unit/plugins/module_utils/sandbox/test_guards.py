@@ -154,3 +154,28 @@ def test_a_runtime_is_checked_by_name_binary_and_flags() -> None:
     ]:
         with pytest.raises(SandboxError, match=message):
             guards.check_runsc_runtime(name, runtimes)
+
+
+# Docker runs a runtime that has runtimeArgs through a script it writes, unquoted:
+# `#!/bin/sh\n<path> <args...> $@` (moby's wrapRuntime). A value or a path with whitespace or
+# a shell character becomes more flags, or a command. Found by an attack review.
+SPLIT_BY_THE_SHELL = [
+    "--overlay2=root:memory --strace --debug --debug-log=/tmp/x/",
+    "--overlay2=root:memory\t--net-raw",
+    "--overlay2=$(id>/tmp/pwn)",
+    "--overlay2=root:memory;--strace",
+]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: --overlay2 takes any value; any path")
+def test_a_flag_or_path_dockers_shell_wrapper_would_split_is_refused() -> None:
+    for arg in SPLIT_BY_THE_SHELL:
+        assert guards.refused_runsc_flags([arg]) == [arg]
+    for runtime in (
+        {"path": "/usr/bin/runsc --strace --debug --platform=/runsc", "runtimeArgs": []},
+        {"path": "/usr/bin/runsc", "runtimeType": "io.containerd.runsc.v1",
+         "options": {"ConfigPath": "/etc/containerd/runsc.toml"}},
+    ):  # fmt: skip
+        with pytest.raises(SandboxError, match="not a runsc runtime"):
+            guards.check_runsc_runtime("runsc", {"runsc": runtime})
+    guards.check_runsc_runtime("runsc", {"runsc": {"path": "/usr/bin/runsc"}})  # control
