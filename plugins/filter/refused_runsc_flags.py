@@ -14,9 +14,11 @@ short_description: The runsc flags of a runtime that the sandbox library refuses
 description:
   - Returns the items of the input (a runtime's C(runtimeArgs) as daemon.json carries them)
     that are not in the sandbox contract's allowlist (C(RUNSC_FLAGS) in
-    C(plugins/module_utils/sandbox/contract.py)): each must be C(--NAME=VALUE) or C(--NAME)
-    with an allowed name and value. C(--debug), C(--strace), C(--host-uds=all) or
-    C(--net-raw) are refused, and so is a flag and its value given as two items.
+    C(plugins/module_utils/sandbox/contract.py)). Each item must be C(--NAME=VALUE) or
+    C(--NAME) with an allowed name and one of that name's allowed values. C(--debug),
+    C(--strace), C(--host-uds=all) or C(--net-raw) are refused, and so is a flag and its
+    value given as two items, or a value with whitespace or a shell character (Docker runs a
+    runtime with arguments through a shell script that splits them).
   - The library checks the same list against the daemon's runtimes before it creates a
     sandbox; the gvisor role checks its own flags with this filter when a host converges,
     so a host is never configured with a runtime no sandbox may use.

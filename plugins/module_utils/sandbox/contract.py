@@ -38,14 +38,15 @@ DEFAULT_USER = "65534:65534"  # nobody
 # The command of a sandbox that waits for execs (and stops at once on SIGTERM).
 KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 # The runsc flags a sandbox's runtime may carry in the daemon's runtimeArgs, each with the
-# values it may take (None: any value). Anything else (--debug, --strace, --debug-log,
-# --host-uds=all, --net-raw, a TESTONLY flag, a flag and its value as two arguments) is
-# refused before a sandbox is created. The gvisor and outer_sandbox roles render only these;
-# gvisor_runtime_extra_args is checked against them when a host converges.
+# values it may take. Anything else (--debug, --strace, --debug-log, --host-uds=all,
+# --net-raw, a TESTONLY flag, a flag and its value as two arguments, a value Docker's shell
+# wrapper would split into more flags) is refused before a sandbox is created. The gvisor
+# and outer_sandbox roles render only these; gvisor_runtime_extra_args is checked against
+# them when a host converges.
 RUNSC_FLAGS = {
     "--platform": ("systrap", "ptrace", "kvm"),
     "--network": ("sandbox", "host", "none"),
-    "--overlay2": None,
+    "--overlay2": ("root:memory", "root:self", "all:memory", "all:self", "none"),
     "--host-uds": ("none",),
     "--ignore-cgroups": ("", "true", "false"),
 }

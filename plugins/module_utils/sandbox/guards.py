@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import stat
 from typing import Any
 
@@ -114,6 +115,9 @@ def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
     return found
 
 
+RUNTIME_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
+
+
 def refused_runsc_flags(args: Any) -> list[str]:
     """The arguments of a runsc runtime that RUNSC_FLAGS does not allow (all of them if args
     is not a list of strings: a daemon's answer is hostile)."""
@@ -122,8 +126,7 @@ def refused_runsc_flags(args: Any) -> list[str]:
     refused = []
     for arg in args:
         name, _, value = arg.partition("=")
-        allowed = RUNSC_FLAGS.get(name, ())
-        if name not in RUNSC_FLAGS or (allowed is not None and value not in allowed):
+        if value not in RUNSC_FLAGS.get(name, ()):
             refused.append(arg[:200])
     return refused
 
@@ -134,7 +137,15 @@ def check_runsc_runtime(name: str, runtimes: Any) -> None:
     known = runtimes if isinstance(runtimes, dict) else {}
     runtime = known.get(name) if isinstance(known.get(name), dict) else {}
     path = runtime.get("path")
-    is_runsc = isinstance(path, str) and posixpath.basename(path) == "runsc"
+    # A plain path: Docker writes a runtime with arguments into a shell script unquoted, so
+    # "/usr/bin/runsc --strace" would run runsc with --strace. A shim runtime (runtimeType,
+    # options) takes its flags from a file this check cannot read.
+    is_runsc = (
+        isinstance(path, str)
+        and RUNTIME_PATH.fullmatch(path) is not None
+        and posixpath.basename(path) == "runsc"
+        and not (set(runtime) - {"path", "runtimeArgs"})
+    )
     if not name.startswith("runsc") or not is_runsc:
         raise SandboxError(
             f"runtime {name[:100]!r} is not a runsc runtime of this daemon (it has "

@@ -167,7 +167,6 @@ SPLIT_BY_THE_SHELL = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: --overlay2 takes any value; any path")
 def test_a_flag_or_path_dockers_shell_wrapper_would_split_is_refused() -> None:
     for arg in SPLIT_BY_THE_SHELL:
         assert guards.refused_runsc_flags([arg]) == [arg]
