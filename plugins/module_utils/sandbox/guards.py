@@ -144,7 +144,7 @@ def check_runsc_runtime(name: str, runtimes: Any) -> None:
         isinstance(path, str)
         and RUNTIME_PATH.fullmatch(path) is not None
         and posixpath.basename(path) == "runsc"
-        and not (set(runtime) - {"path", "runtimeArgs"})
+        and not {"runtimeType", "options"} & set(runtime)
     )
     if not name.startswith("runsc") or not is_runsc:
         raise SandboxError(
