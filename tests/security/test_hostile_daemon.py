@@ -6,6 +6,7 @@ tools/fortress_lab/hostile_daemon.py on a real unix socket; the library is the r
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -373,3 +374,19 @@ def test_a_socket_renamed_over_the_checked_one_gets_no_request(tmp_path: Path) -
         lib.Sandboxes(socket_path=str(sock), socket_owner=os.getuid(), audit_log=None,
                       fingerprint_key=None).list()  # fmt: skip
         assert other.requests, "the control adapter never reached the socket now at the path"
+
+
+@pytest.mark.xfail(strict=True, reason="the descriptor closes with the adapter, not its client")
+def test_the_client_outlives_its_adapter_on_the_checked_socket(tmp_path: Path) -> None:
+    """fortress-reap uses `Sandboxes(socket_path=...).client` once the adapter is gone. The
+    verified socket's descriptor must live as long as the client: closed with the adapter,
+    its number is taken by the client's next socket, which then connects to itself (found by
+    an attack review: the reaper's outer cleanup failed on every run)."""
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock) as daemon:
+        client = lib.Sandboxes(socket_path=str(sock), socket_owner=os.getuid(), audit_log=None,
+                               fingerprint_key=None).client  # fmt: skip
+        gc.collect()
+        assert client.containers.list(all=True)
+        assert ("GET", "/containers/json") in [(m, p.split("?")[0].removeprefix("/v1.41"))
+                                               for m, p in daemon.requests]  # fmt: skip
