@@ -376,7 +376,6 @@ def test_a_socket_renamed_over_the_checked_one_gets_no_request(tmp_path: Path) -
         assert other.requests, "the control adapter never reached the socket now at the path"
 
 
-@pytest.mark.xfail(strict=True, reason="the descriptor closes with the adapter, not its client")
 def test_the_client_outlives_its_adapter_on_the_checked_socket(tmp_path: Path) -> None:
     """fortress-reap uses `Sandboxes(socket_path=...).client` once the adapter is gone. The
     verified socket's descriptor must live as long as the client: closed with the adapter,

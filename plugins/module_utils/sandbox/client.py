@@ -31,6 +31,7 @@ from .egress import egress_plan
 from .errors import SandboxError, daemon_call
 from .files import FilesMixin
 from .guards import (
+    SocketFd,
     check_mount,
     check_runsc_runtime,
     open_socket,
@@ -70,8 +71,9 @@ class Sandboxes(CommandsMixin, FilesMixin):
                 f"the Docker SDK for Python is missing ({DOCKER_IMPORT_ERROR}): "
                 "install python3-docker."
             )
-        # The verified socket, connected through its descriptor from now on (guards.py).
-        self._socket_fd = open_socket(socket_path, socket_owner) if check else None
+        # The verified socket, connected through its descriptor from now on (guards.py); the
+        # client holds it (callers keep the client after the adapter: fortress-reap does).
+        verified = SocketFd(open_socket(socket_path, socket_owner)) if check else None
         self.socket_path = socket_path
         self.workspace_root = workspace_root
         self.max_ttl = max_ttl
@@ -79,28 +81,20 @@ class Sandboxes(CommandsMixin, FilesMixin):
         self.skipped: list[str] = []  # what reap() passed over, one sentence each
         # fingerprint_key None: a random key of this adapter only (labels match within it).
         self._key = hostfs.load_key(fingerprint_key) if fingerprint_key else os.urandom(32)
-        via = socket_path if self._socket_fd is None else f"/proc/self/fd/{self._socket_fd}"
         try:
-            self.client = connect(via, timeout=120, shown=socket_path)
+            self.client = connect(
+                verified.path if verified else socket_path, 120, shown=socket_path, keep=verified
+            )
             self.client.ping()
         except docker.errors.DockerException as exc:
-            self.close()
             raise SandboxError(
                 f"the Docker daemon at {socket_path} does not answer ({exc}): start it, or give "
                 "the socket of a running daemon."
             ) from exc
 
     def close(self) -> None:
-        """Close the connections and the socket's descriptor (also when garbage collected)."""
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.api.close()
-        fd, self._socket_fd = getattr(self, "_socket_fd", None), None
-        if fd is not None:
-            os.close(fd)
-
-    def __del__(self) -> None:
-        self.close()
+        """Close the daemon connections (the socket's descriptor goes with the client)."""
+        self.client.api.close()
 
     def fingerprint(self, spec: SandboxSpec) -> str:
         """The spec's fingerprint label under this host's key (secrets in env stay secret)."""

@@ -55,6 +55,21 @@ def open_socket(path: str, owner: int = 0) -> int:
     return fd
 
 
+class SocketFd:
+    """open_socket's descriptor, closed when the last object holding it (the Docker client
+    that connects through it) is collected, never while that client can still use it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.path = f"/proc/self/fd/{fd}"
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
 def check_socket(path: str, owner: int = 0) -> None:
     """open_socket's checks alone (the descriptor is closed)."""
     os.close(open_socket(path, owner))

@@ -129,11 +129,13 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
         return bytes(data)
 
 
-def connect(socket_path: str, timeout: float, shown: str | None = None) -> Any:
+def connect(socket_path: str, timeout: float, shown: str | None = None, keep: Any = None) -> Any:
     """A docker.DockerClient on socket_path whose API client is BoundedAPIClient; messages
-    name the socket `shown` (the path a caller gave, when socket_path is a descriptor's)."""
+    name the socket `shown` (the path a caller gave, when socket_path is a descriptor's), and
+    the API client keeps `keep` (that descriptor) alive as long as it lives."""
     client = docker.DockerClient.__new__(docker.DockerClient)
     client.api = BoundedAPIClient(
         base_url=f"unix://{socket_path}", timeout=timeout, shown=f"unix://{shown or socket_path}"
     )
+    client.api.verified_socket = keep
     return client
