@@ -40,6 +40,7 @@ NUMERIC = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")
 VISIBLE = re.compile(r"[\x21-\x7e]+")  # RFC 9112: a request target is visible ASCII
 # RFC 9110/9112: a field line is a token, a colon, then visible bytes, spaces and tabs; no
 # bare CR or LF anywhere, no folded line. Anything else an upstream could split otherwise.
+DIGITS = re.compile(r"[0-9]{1,18}")
 FIELD_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
 
 
@@ -155,8 +156,28 @@ def split_authority(authority: str, default_port: int | None) -> tuple[str, int]
     return host, int(port_text)
 
 
-def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
-    """(method, host, port, request to send upstream; None for CONNECT)."""
+def body_length(fields: list[str]) -> int:
+    """The bytes of body that follow a request head: its one Content-Length (0 without).
+    A body framed any other way could end where the upstream would not, and what follows
+    it would reach the upstream as a request the proxy never read."""
+    names = [f.split(":", 1)[0].lower() for f in fields]
+    lengths = [
+        f.split(":", 1)[1].strip()
+        for f, n in zip(fields, names, strict=True)
+        if n == "content-length"
+    ]
+    if "transfer-encoding" in names or len(lengths) > 1 or not all(map(DIGITS.fullmatch, lengths)):
+        raise Refused(
+            400,
+            "a request body needs one Content-Length of digits (no Transfer-Encoding): "
+            "send it with its length",
+        )
+    return int(lengths[0]) if lengths else 0
+
+
+def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
+    """(method, host, port, request to send upstream and the length of its body; None and
+    0 for CONNECT)."""
     try:
         text = head.decode("latin-1")
         line, rest = text.partition("\r\n")[::2]
@@ -177,7 +198,7 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
         raise Refused(400, f"{ascii(target)[1:-1][:100]}: a request target is visible ASCII only")
     if method == "CONNECT":
         host, port = split_authority(target, None)
-        return method, host, port, None
+        return method, host, port, None, 0
     url = urlsplit(target)
     if url.scheme != "http" or not url.netloc:
         raise Refused(
@@ -198,7 +219,7 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None]:
     upstream = "\r\n".join(
         [f"{method} {path} {version}", f"Host: {authority}", *headers, "Connection: close", "", ""]
     )
-    return method, host, port, upstream.encode("latin-1")
+    return method, host, port, upstream.encode("latin-1"), body_length(fields)
 
 
 class Proxy:
@@ -223,7 +244,7 @@ class Proxy:
                     TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError
                 ) as exc:  # fmt: skip
                     raise Refused(400, "incomplete or oversized request head") from exc
-                method, host, port, upstream = parse_head(head)
+                method, host, port, upstream, length = parse_head(head)
                 target = f"{ascii(host)[1:-1][:100]}:{port}"  # hostile bytes escaped in logs
                 host = self.policy.check_target(host, port)
                 target = f"{host}:{port}"
@@ -232,10 +253,14 @@ class Proxy:
                 self.log("allow", client, target, f"method={method} address={addr}")
                 if upstream is None:
                     writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    to_upstream = self.pipe(reader, up_writer)
                 else:
+                    # One request: its head as rewritten, then its body, and nothing after
+                    # (a request pipelined behind it is never read, never forwarded).
                     up_writer.write(upstream)
+                    to_upstream = self.body(reader, up_writer, length)
                 try:
-                    await asyncio.gather(self.pipe(reader, up_writer), self.pipe(up_reader, writer))
+                    await asyncio.gather(to_upstream, self.pipe(up_reader, writer))
                 finally:
                     up_writer.close()
             except Refused as exc:
@@ -268,6 +293,20 @@ class Proxy:
             except (TimeoutError, OSError) as exc:
                 errors.append(f"{addr}: {exc.__class__.__name__}")
         raise Refused(502, f"{host}:{port} did not accept a connection ({', '.join(errors)})")
+
+    async def body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   length: int) -> None:  # fmt: skip
+        """Copy exactly length bytes of request body."""
+        try:
+            while length > 0:
+                data = await asyncio.wait_for(reader.read(min(65536, length)), self.idle_timeout)
+                if not data:
+                    break
+                length -= len(data)
+                writer.write(data)
+                await writer.drain()
+        except (TimeoutError, ConnectionError, OSError):
+            writer.close()
 
     async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
