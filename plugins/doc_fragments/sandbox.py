@@ -15,7 +15,7 @@ options:
       - It must be a socket owned by O(docker_socket_owner) (root by default) and not be
         reached through a symlink; anything else is refused, so a compromised outer
         container cannot redirect the module to another daemon. The socket is opened once,
-        checked through that descriptor, and every connection goes through it: a socket
+        checked through that descriptor, and every connection goes through it, so a socket
         renamed over the path afterwards gets no request.
     type: path
     default: /run/docker.sock

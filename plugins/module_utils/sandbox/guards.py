@@ -140,7 +140,7 @@ def refused_runsc_flags(args: Any) -> list[str]:
         return [repr(args)[:200]]
     refused = []
     for arg in args:
-        name, _, value = arg.partition("=")
+        name, value = [*arg.split("=", 1), ""][:2]
         if value not in RUNSC_FLAGS.get(name, ()):
             refused.append(arg[:200])
     return refused
