@@ -396,3 +396,36 @@ def test_a_body_whose_length_is_ambiguous_is_refused(
     answer = ask(running_proxy, head.encode())
     assert answer.startswith("HTTP/1.1 400 ") and "body" in answer, answer
     assert recorder.received[before:] == []
+
+
+def ask_from(source: str, port: int, request: bytes, timeout: float = 5) -> str:
+    """ask(), from another loopback address: another tenant's outer container."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0)) as conn:  # fmt: skip
+        conn.sendall(request)
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: one client's silent connections take every slot")
+def test_one_tenants_silent_connections_do_not_starve_another(
+    running_proxy: int, upstream: int
+) -> None:
+    """One tenant (127.0.0.1) opens 300 connections and sends nothing: more than the proxy's
+    256 slots. Another tenant (127.0.0.2) is still served at once, and the first tenant's
+    connections beyond its own share are refused at once with 503 instead of queued."""
+    silent = []
+    try:
+        for _ in range(300):
+            silent.append(socket.create_connection(("127.0.0.1", running_proxy), timeout=5))
+        request = f"GET http://localhost:{upstream}/x HTTP/1.0\r\n\r\n".encode()
+        answer = ask_from("127.0.0.2", running_proxy, request)
+        assert answer.startswith("HTTP/1.0 200"), answer
+        silent[-1].settimeout(5)
+        refused = silent[-1].recv(65536).decode()
+        assert refused.startswith("HTTP/1.1 503 ") and "connections from" in refused, refused
+    finally:
+        for conn in silent:
+            conn.close()
