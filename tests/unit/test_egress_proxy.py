@@ -409,7 +409,6 @@ def ask_from(source: str, port: int, request: bytes, timeout: float = 5) -> str:
     return b"".join(chunks).decode()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: one client's silent connections take every slot")
 def test_one_tenants_silent_connections_do_not_starve_another(
     running_proxy: int, upstream: int
 ) -> None:

@@ -227,7 +227,12 @@ class Proxy:
         self.policy = Policy(config)
         self.connect_timeout = float(config.get("connect_timeout", 10))
         self.idle_timeout = float(config.get("idle_timeout", 300))
+        # Slots of the whole proxy, taken only by a request whose head was read and allowed;
+        # each client address (one outer container: one tenant) holds at most max_per_client
+        # connections of any kind, so no tenant's silent or held connections starve another.
         self.clients = asyncio.Semaphore(int(config.get("max_clients", 256)))
+        self.per_client = int(config.get("max_per_client", 64))
+        self.open: dict[str, int] = {}
 
     def log(self, verdict: str, client: str, target: str, detail: str) -> None:
         print(f"{verdict} policy={self.policy.name} client={client} target={target} {detail}",
@@ -235,19 +240,39 @@ class Proxy:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = str(writer.get_extra_info("peername", ("?",))[0])
+        if self.open.get(client, 0) >= self.per_client:
+            refused = Refused(
+                503,
+                f"{self.per_client} connections from {client} are open already (its share of "
+                "this proxy): close some, or reuse them",
+            )
+            await self.finish(writer, client, "?", refused)
+            return
+        self.open[client] = self.open.get(client, 0) + 1
+        try:
+            await self.serve_one(reader, writer, client)
+        finally:
+            self.open[client] -= 1
+            if not self.open[client]:
+                del self.open[client]
+
+    async def serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str
+    ) -> None:
         target = "?"
-        async with self.clients:
+        refused = None
+        try:
             try:
-                try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                except (
-                    TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError
-                ) as exc:  # fmt: skip
-                    raise Refused(400, "incomplete or oversized request head") from exc
-                method, host, port, upstream, length = parse_head(head)
-                target = f"{ascii(host)[1:-1][:100]}:{port}"  # hostile bytes escaped in logs
-                host = self.policy.check_target(host, port)
-                target = f"{host}:{port}"
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            except (
+                TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError
+            ) as exc:  # fmt: skip
+                raise Refused(400, "incomplete or oversized request head") from exc
+            method, host, port, upstream, length = parse_head(head)
+            target = f"{ascii(host)[1:-1][:100]}:{port}"  # hostile bytes escaped in logs
+            host = self.policy.check_target(host, port)
+            target = f"{host}:{port}"
+            async with self.clients:
                 addrs = await resolve(self.policy, host, port)
                 up_reader, up_writer, addr = await self.connect(host, addrs, port)
                 self.log("allow", client, target, f"method={method} address={addr}")
@@ -263,24 +288,33 @@ class Proxy:
                     await asyncio.gather(to_upstream, self.pipe(up_reader, writer))
                 finally:
                     up_writer.close()
-            except Refused as exc:
-                self.log("deny", client, target, f"status={exc.status} reason={exc.reason!r}")
-                body = f"fortress egress policy {self.policy.name}: {exc.reason}\n".encode()
+        except Refused as exc:
+            refused = exc
+        except (ConnectionError, OSError):
+            pass
+        await self.finish(writer, client, target, refused)
+
+    async def finish(
+        self, writer: asyncio.StreamWriter, client: str, target: str, refused: Refused | None
+    ) -> None:
+        """Send the refusal, if any (logged, one sentence), and close the connection."""
+        try:
+            if refused is not None:
+                self.log("deny", client, target,
+                         f"status={refused.status} reason={refused.reason!r}")  # fmt: skip
+                body = f"fortress egress policy {self.policy.name}: {refused.reason}\n".encode()
+                reason = "Forbidden" if refused.status == 403 else "Refused"
                 writer.write(
-                    f"HTTP/1.1 {exc.status} {'Forbidden' if exc.status == 403 else 'Refused'}\r\n"
+                    f"HTTP/1.1 {refused.status} {reason}\r\n"
                     f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
                     "X-Fortress-Egress: denied\r\nConnection: close\r\n\r\n".encode()
                     + body
                 )
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                try:
-                    await writer.drain()
-                    writer.close()
-                    await writer.wait_closed()
-                except (ConnectionError, OSError):
-                    pass
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
 
     async def connect(self, host: str, addrs: list[str], port: int) -> tuple[Any, Any, str]:
         errors = []
