@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -428,3 +430,51 @@ def test_one_tenants_silent_connections_do_not_starve_another(
     finally:
         for conn in silent:
             conn.close()
+
+
+def client_hello(server_name: str) -> bytes:
+    """The first bytes a TLS client sends, naming server_name (SNI)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def tunnel_tls(port: int, target: str, hello: bytes) -> bytes:
+    """CONNECT target, then send hello; every byte the proxy answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += conn.recv(65536)
+        conn.sendall(hello)
+        while data := conn.recv(65536):
+            answer += data
+    return answer
+
+
+def recorded_since(recorder: Recorder, before: int) -> list[bytes]:
+    deadline = time.monotonic() + 5
+    while len(recorder.received) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return recorder.received[before:]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: a tunnel's TLS may name any host")
+def test_a_tunnel_whose_tls_names_another_host_never_reaches_it(
+    running_proxy: int, recorder: Recorder
+) -> None:
+    """Domain fronting: CONNECT to an allowed name, then a TLS ClientHello naming another
+    host served from the same address. The proxy reads the ClientHello before forwarding a
+    byte and closes the tunnel unless its server name is the CONNECT host. Control: a
+    ClientHello naming the CONNECT host goes through whole."""
+    before = len(recorder.received)
+    target = f"localhost:{recorder.port}"
+    answer = tunnel_tls(running_proxy, target, client_hello("fronted.example"))
+    assert answer.startswith(b"HTTP/1.1 200 Connection established"), answer
+    assert not any(b"fronted.example" in got for got in recorded_since(recorder, before))
+    before = len(recorder.received)
+    hello = client_hello("localhost")
+    tunnel_tls(running_proxy, target, hello)
+    assert recorded_since(recorder, before) == [hello]
