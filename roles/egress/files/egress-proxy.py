@@ -44,6 +44,10 @@ DIGITS = re.compile(r"[0-9]{1,18}")
 FIELD_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
 
 
+MAX_RECORD = 16384 + 2048  # a TLS record's body, with room for its protection overhead
+ECH = 0xFE0D  # encrypted_client_hello: the real server name is hidden
+
+
 class Refused(Exception):
     """A request the policy does not allow (403) or cannot serve (400, 502, 504)."""
 
@@ -81,6 +85,46 @@ def host_name(text: str) -> str:
             "host name or an IP literal",
         )
     return name.lower()
+
+
+def hello_server_names(hello: bytes) -> list[str]:
+    """The host names a TLS ClientHello handshake message (after its 4-byte header) names
+    in its server_name extension ([] without one); Refused if it is malformed or hides its
+    name (encrypted ClientHello)."""
+    pos = 0
+
+    def take(size: int) -> bytes:
+        nonlocal pos
+        if size < 0 or pos + size > len(hello):
+            raise Refused(400, "a malformed TLS ClientHello in the tunnel")
+        pos += size
+        return hello[pos - size : pos]
+
+    def number(size: int) -> int:
+        return int.from_bytes(take(size), "big")
+
+    take(2 + 32)  # version, random
+    take(number(1))  # session id
+    take(number(2))  # cipher suites
+    take(number(1))  # compression methods
+    names: list[str] = []
+    if pos == len(hello):
+        return names
+    size = number(2)
+    end = pos + size
+    while pos < end:
+        kind, data = number(2), take(number(2))
+        if kind == ECH:
+            raise Refused(403, "an encrypted ClientHello hides the server name in the tunnel")
+        if kind == 0:  # server_name: a list of (type, name)
+            listed = data[2 : 2 + int.from_bytes(data[:2], "big")]
+            while listed:
+                size = int.from_bytes(listed[1:3], "big")
+                names.append(listed[3 : 3 + size].decode("latin-1"))
+                listed = listed[3 + size :]
+    if pos != end or pos != len(hello):
+        raise Refused(400, "a malformed TLS ClientHello in the tunnel")
+    return names
 
 
 class Policy:
@@ -278,15 +322,19 @@ class Proxy:
                 self.log("allow", client, target, f"method={method} address={addr}")
                 if upstream is None:
                     writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    to_upstream = self.pipe(reader, up_writer)
+                    to_upstream = self.tunnel(reader, up_writer, host, client, target)
                 else:
                     # One request: its head as rewritten, then its body, and nothing after
                     # (a request pipelined behind it is never read, never forwarded).
                     up_writer.write(upstream)
                     to_upstream = self.body(reader, up_writer, length)
+                both = [asyncio.ensure_future(to_upstream),
+                        asyncio.ensure_future(self.pipe(up_reader, writer))]  # fmt: skip
                 try:
-                    await asyncio.gather(to_upstream, self.pipe(up_reader, writer))
+                    await asyncio.gather(*both)
                 finally:
+                    for side in both:  # one side refused or failed: the other stops too
+                        side.cancel()
                     up_writer.close()
         except Refused as exc:
             refused = exc
@@ -341,6 +389,40 @@ class Proxy:
                 await writer.drain()
         except (TimeoutError, ConnectionError, OSError):
             writer.close()
+
+    async def tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     host: str, client: str, target: str) -> None:  # fmt: skip
+        """The client's side of a CONNECT tunnel. When it starts with TLS, its ClientHello is
+        read whole before a byte goes upstream, and the server name it carries (if any) must
+        be the CONNECT host: a tunnel to an allowed name never carries TLS for another host
+        on the same address (domain fronting by SNI). Other protocols are not looked into."""
+        try:
+            first = await asyncio.wait_for(reader.read(1), self.idle_timeout)
+            if first == b"\x16":  # a TLS handshake record
+                header = first + await asyncio.wait_for(reader.readexactly(4), 30)
+                size = int.from_bytes(header[3:5], "big")
+                if size > MAX_RECORD:
+                    raise Refused(400, "a malformed TLS ClientHello in the tunnel")
+                body = await asyncio.wait_for(reader.readexactly(size), 30)
+                length = int.from_bytes(body[1:4], "big")
+                if body[:1] != b"\x01" or length != len(body) - 4:
+                    raise Refused(400, "a TLS ClientHello not in one record of its own")
+                named = [n.lower().rstrip(".") for n in hello_server_names(body[4:])]
+                if named and named != [host]:
+                    raise Refused(403, f"the tunnel's TLS names {ascii(named)[1:-1][:100]}, "
+                                       f"not {host}")  # fmt: skip
+                first = header + body
+            if not first:
+                raise ConnectionError("the client closed the tunnel")
+            writer.write(first)
+        except Refused as exc:
+            self.log("deny", client, target, f"status={exc.status} reason={exc.reason!r}")
+            writer.close()
+            raise ConnectionError(exc.reason) from exc
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+            writer.close()
+            return
+        await self.pipe(reader, writer)
 
     async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
