@@ -483,3 +483,63 @@ def test_a_tunnel_whose_tls_names_another_host_never_reaches_it(
     hello = client_hello("localhost")
     tunnel_tls(running_proxy, target, hello)
     assert recorded_since(recorder, before) == [hello]
+
+
+# Found by an attack review of the changes above.
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: only the first ClientHello is read")
+def test_a_second_client_hello_naming_another_host_never_reaches_it(
+    running_proxy: int, recorder: Recorder
+) -> None:
+    """After a HelloRetryRequest a TLS 1.3 client sends a second, plaintext ClientHello,
+    and OpenSSL takes the server name it carries: it must name the CONNECT host too."""
+    before = len(recorder.received)
+    hellos = client_hello("localhost") + client_hello("fronted.example")
+    tunnel_tls(running_proxy, f"localhost:{recorder.port}", hellos)
+    assert not any(b"fronted.example" in got for got in recorded_since(recorder, before))
+
+
+def hello_with(extensions: bytes) -> bytes:
+    """A ClientHello handshake body (after its 4-byte header) with these extensions."""
+    head = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    return head + len(extensions).to_bytes(2, "big") + extensions
+
+
+def server_name_ext(listed: bytes) -> bytes:
+    return b"\x00\x00" + (len(listed)).to_bytes(2, "big") + listed
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: the server_name extension is read loosely")
+def test_a_server_name_extension_that_is_not_exactly_one_host_name_is_refused() -> None:
+    name = b"fronted.example"
+    entry = b"\x00" + len(name).to_bytes(2, "big") + name
+    for extensions in (
+        server_name_ext(b"\x00\x00" + entry),  # a list announced empty, a name after it
+        b"\xff\xce\x00\x00",  # the draft ESNI extension: the name is hidden
+        b"\xfe\x0a\x00\x00",  # a draft ECH codepoint
+    ):
+        with pytest.raises(proxy.Refused):
+            proxy.hello_server_names(hello_with(extensions))
+    listed = len(entry).to_bytes(2, "big") + entry
+    assert proxy.hello_server_names(hello_with(server_name_ext(listed))) == ["fronted.example"]
+    assert proxy.hello_server_names(hello_with(b"")) == []
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: the method and version are not checked")
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        "GET\x00allow\tpolicy=t\ttarget=secret.example:443 http://localhost:{port}/x HTTP/1.1",
+        "GET http://localhost:{port}/x HTTP/1.1\x0bX",
+        "GET http://[::1/x HTTP/1.1",
+    ],
+)
+def test_a_request_line_outside_http_syntax_is_one_refusal(
+    running_proxy: int, upstream: int, request_line: str
+) -> None:
+    """A method that is not a token (here one forging a log line), a version that is not
+    HTTP/1.0 or 1.1, or a URL the parser cannot read: a 400 with a sentence, never a
+    forwarded request or a connection dropped without an answer."""
+    answer = ask(running_proxy, (request_line.format(port=upstream) + "\r\n\r\n").encode())
+    assert answer.startswith("HTTP/1.1 400 ") and "upstream" not in answer, answer
