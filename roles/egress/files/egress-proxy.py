@@ -41,11 +41,13 @@ VISIBLE = re.compile(r"[\x21-\x7e]+")  # RFC 9112: a request target is visible A
 # RFC 9110/9112: a field line is a token, a colon, then visible bytes, spaces and tabs; no
 # bare CR or LF anywhere, no folded line. Anything else an upstream could split otherwise.
 DIGITS = re.compile(r"[0-9]{1,18}")
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 FIELD_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
 
 
 MAX_RECORD = 16384 + 2048  # a TLS record's body, with room for its protection overhead
-ECH = 0xFE0D  # encrypted_client_hello: the real server name is hidden
+# Extensions that hide the real server name: encrypted_client_hello, its drafts, and ESNI.
+HIDES_THE_NAME = {0xFFCE, *range(0xFE00, 0xFE0E)}
 
 
 class Refused(Exception):
@@ -114,12 +116,16 @@ def hello_server_names(hello: bytes) -> list[str]:
     end = pos + size
     while pos < end:
         kind, data = number(2), take(number(2))
-        if kind == ECH:
+        if kind in HIDES_THE_NAME:
             raise Refused(403, "an encrypted ClientHello hides the server name in the tunnel")
-        if kind == 0:  # server_name: a list of (type, name)
-            listed = data[2 : 2 + int.from_bytes(data[:2], "big")]
+        if kind == 0:  # server_name: a list of (type 0, name) filling the extension exactly
+            listed = data[2:]
+            if int.from_bytes(data[:2], "big") != len(listed):
+                raise Refused(400, "a malformed TLS ClientHello in the tunnel")
             while listed:
                 size = int.from_bytes(listed[1:3], "big")
+                if len(listed) < 3 or listed[0] != 0 or 3 + size > len(listed):
+                    raise Refused(400, "a malformed TLS ClientHello in the tunnel")
                 names.append(listed[3 : 3 + size].decode("latin-1"))
                 listed = listed[3 + size :]
     if pos != end or pos != len(hello):
@@ -228,6 +234,8 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
         method, target, version = line.split(" ")
     except ValueError as exc:
         raise Refused(400, "malformed request line") from exc
+    if not TOKEN.fullmatch(method) or version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise Refused(400, "malformed request line: not METHOD TARGET HTTP/1.x")
     fields = [f for f in rest.split("\r\n") if f]
     if "\r" in line or "\n" in line or not all(FIELD_LINE.fullmatch(f) for f in fields):
         bad = next((f for f in fields if not FIELD_LINE.fullmatch(f)), line)
@@ -243,7 +251,10 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
     if method == "CONNECT":
         host, port = split_authority(target, None)
         return method, host, port, None, 0
-    url = urlsplit(target)
+    try:
+        url = urlsplit(target)
+    except ValueError as exc:
+        raise Refused(400, f"{ascii(target)[1:-1][:100]}: not a URL") from exc
     if url.scheme != "http" or not url.netloc:
         raise Refused(
             400, f"{target[:80]}: send http:// URLs in absolute form, tunnel the rest with CONNECT"
@@ -386,35 +397,41 @@ class Proxy:
                     break
                 length -= len(data)
                 writer.write(data)
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
         except (TimeoutError, ConnectionError, OSError):
             writer.close()
 
     async def tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      host: str, client: str, target: str) -> None:  # fmt: skip
-        """The client's side of a CONNECT tunnel. When it starts with TLS, its ClientHello is
-        read whole before a byte goes upstream, and the server name it carries (if any) must
-        be the CONNECT host: a tunnel to an allowed name never carries TLS for another host
+        """The client's side of a CONNECT tunnel. When it starts with TLS, every record up to
+        the client's first application data is read whole before it goes upstream, and each
+        ClientHello among them (a second one follows a HelloRetryRequest) must name the
+        CONNECT host or none: a tunnel to an allowed name never carries TLS for another host
         on the same address (domain fronting by SNI). Other protocols are not looked into."""
         try:
-            first = await asyncio.wait_for(reader.read(1), self.idle_timeout)
-            if first == b"\x16":  # a TLS handshake record
-                header = first + await asyncio.wait_for(reader.readexactly(4), 30)
+            kind = await asyncio.wait_for(reader.read(1), self.idle_timeout)
+            first = True
+            while kind in (b"\x16", b"\x14", b"\x15") and (kind == b"\x16" or not first):
+                header = kind + await asyncio.wait_for(reader.readexactly(4), 30)
                 size = int.from_bytes(header[3:5], "big")
                 if size > MAX_RECORD:
-                    raise Refused(400, "a malformed TLS ClientHello in the tunnel")
+                    raise Refused(400, "a malformed TLS record in the tunnel")
                 body = await asyncio.wait_for(reader.readexactly(size), 30)
-                length = int.from_bytes(body[1:4], "big")
-                if body[:1] != b"\x01" or length != len(body) - 4:
+                is_hello = body[:1] == b"\x01" and int.from_bytes(body[1:4], "big") == size - 4
+                if first and not is_hello:
                     raise Refused(400, "a TLS ClientHello not in one record of its own")
-                named = [n.lower().rstrip(".") for n in hello_server_names(body[4:])]
-                if named and named != [host]:
-                    raise Refused(403, f"the tunnel's TLS names {ascii(named)[1:-1][:100]}, "
-                                       f"not {host}")  # fmt: skip
-                first = header + body
-            if not first:
+                if kind == b"\x16" and is_hello:
+                    named = [n.lower().rstrip(".") for n in hello_server_names(body[4:])]
+                    if named and named != [host]:
+                        raise Refused(403, f"the tunnel's TLS names {ascii(named)[1:-1][:100]}, "
+                                           f"not {host}")  # fmt: skip
+                writer.write(header + body)
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
+                first = False
+                kind = await asyncio.wait_for(reader.read(1), self.idle_timeout)
+            if not kind:
                 raise ConnectionError("the client closed the tunnel")
-            writer.write(first)
+            writer.write(kind)
         except Refused as exc:
             self.log("deny", client, target, f"status={exc.status} reason={exc.reason!r}")
             writer.close()
@@ -431,7 +448,7 @@ class Proxy:
                 if not data:
                     break
                 writer.write(data)
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
             if writer.can_write_eof():
                 writer.write_eof()
         except (TimeoutError, ConnectionError, OSError):
