@@ -274,8 +274,11 @@ def running_proxy(upstream: int, recorder: Recorder) -> Iterator[int]:
     thread.join(timeout=5)
 
 
-def ask(port: int, request: bytes) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+def ask(port: int, request: bytes, source: str = "127.0.0.1") -> str:
+    """Send request to the proxy from source (another loopback address: another tenant's
+    outer container) and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as conn:  # fmt: skip
         conn.sendall(request)
         chunks = []
         while data := conn.recv(65536):
@@ -407,17 +410,6 @@ def test_a_body_whose_length_is_ambiguous_is_refused(
     assert recorder.received[before:] == []
 
 
-def ask_from(source: str, port: int, request: bytes, timeout: float = 5) -> str:
-    """ask(), from another loopback address: another tenant's outer container."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                  source_address=(source, 0)) as conn:  # fmt: skip
-        conn.sendall(request)
-        chunks = []
-        while data := conn.recv(65536):
-            chunks.append(data)
-    return b"".join(chunks).decode()
-
-
 def test_one_tenants_silent_connections_do_not_starve_another(
     running_proxy: int, upstream: int
 ) -> None:
@@ -429,7 +421,7 @@ def test_one_tenants_silent_connections_do_not_starve_another(
         for _ in range(300):
             silent.append(socket.create_connection(("127.0.0.1", running_proxy), timeout=5))
         request = f"GET http://localhost:{upstream}/x HTTP/1.0\r\n\r\n".encode()
-        answer = ask_from("127.0.0.2", running_proxy, request)
+        answer = ask(running_proxy, request, source="127.0.0.2")
         assert answer.startswith("HTTP/1.0 200"), answer
         silent[-1].settimeout(5)
         refused = silent[-1].recv(65536).decode()
