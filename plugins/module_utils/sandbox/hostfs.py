@@ -88,6 +88,16 @@ def _path_fd(root: str, path: str, what: str) -> int:
         os.close(dfd)
 
 
+def _one_name(st: os.stat_result, what: str, path: str, done: str) -> None:
+    """Refuse a regular file with a second hard link: its other name may be outside the
+    root, which no walk can see and the link count can."""
+    if stat.S_ISREG(st.st_mode) and st.st_nlink != 1:
+        raise SandboxError(
+            f"{what} {path} has {st.st_nlink} hard links: a file is {done} only if it has one "
+            "name (its other names may be outside the workspace root)."
+        )
+
+
 def _open_leaf(root: str, path: str, what: str) -> int:
     """A read descriptor of the regular file at path (no symlink, FIFO, device, or file
     with a second name, which may be outside the root): the name is first opened as a path
@@ -100,12 +110,7 @@ def _open_leaf(root: str, path: str, what: str) -> int:
             raise SandboxError(
                 f"{what} {path} is not a regular file: only regular files are copied."
             )
-        if st.st_nlink != 1:
-            # A second name may be outside the root: the walk cannot see it, the count can.
-            raise SandboxError(
-                f"{what} {path} has {st.st_nlink} hard links: only files with one name are "
-                "copied (copy it to a file of its own)."
-            )
+        _one_name(st, what, path, "copied")
         return os.open(f"/proc/self/fd/{pfd}", _READ & ~os.O_NOFOLLOW)
     except OSError as exc:
         raise _refusal(exc, what, path) from exc
@@ -194,11 +199,7 @@ def verified_path(root: str, path: str, what: str = "mount source") -> str:
         raise SandboxError(f"{what} {path} is a socket: sockets are never used.")
     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
         raise SandboxError(f"{what} {path} is not a directory or a regular file.")
-    if stat.S_ISREG(st.st_mode) and st.st_nlink != 1:
-        raise SandboxError(
-            f"{what} {path} has {st.st_nlink} hard links: a file is mounted only if it has "
-            "one name (its other names may be outside the workspace root)."
-        )
+    _one_name(st, what, path, "mounted")
     return posixpath.join(os.path.realpath(root), *parts_below(path, root, what))
 
 
