@@ -116,6 +116,87 @@ def test_copy_out_never_writes_through_a_name_the_sandbox_planted(
         host.sh(f"rm -rf {other} {victim}")
 
 
+# --- mounts -------------------------------------------------------------------------------
+
+# Runs as root on the lab host: the library creates a sandbox whose mount source is a
+# directory in another sandbox's writable workspace. Right before the create request goes to
+# Docker (after every check the library makes), the attacker sandbox swaps that directory for
+# a symlink to a host directory outside the workspace root: the sandbox made then must see
+# the directory that was checked, or be refused; never the host directory.
+MOUNT_SWAP = """
+import json, subprocess, sys
+sys.path.insert(0, "/usr/local/lib/fortress")
+import sandbox as lib
+import docker.models.containers as models
+attacker, ws, victim, image = sys.argv[1:5]
+real_create = models.ContainerCollection.create
+
+def create(self, *args, **kwargs):
+    subprocess.run(["docker", "exec", attacker, "sh", "-c",
+                    "mv /work/sub /work/sub.real && ln -s " + victim + " /work/sub"], check=True)
+    return real_create(self, *args, **kwargs)
+
+models.ContainerCollection.create = create
+boxes = lib.Sandboxes()
+spec = lib.SandboxSpec(image=image, name="attack-mount-victim",
+                       command=["/bin/sh", "-c", "sleep 2147483647"],
+                       mounts=[lib.Mount(ws + "/sub", "/mnt")])
+try:
+    boxes.create(spec)
+    seen = boxes.exec("attack-mount-victim", ["/bin/sh", "-c", "cat /mnt/*"]).stdout
+except lib.SandboxError as exc:
+    seen = "refused: " + str(exc)
+finally:
+    boxes.remove("attack-mount-victim")
+print(json.dumps({"seen": seen}))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 3: mounts are resolved again by the daemon")
+def test_a_mount_source_swapped_for_a_symlink_after_the_check_is_not_followed(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    ws, victim = f"{ROOT}/attack-mount", "/var/lib/fortress/attack-mount-secret"
+    host.sh(f"mkdir -p {victim} && echo OUTSIDE > {victim}/secret")
+    mounts = "grep -c ' /run/fortress/mounts' /proc/self/mountinfo"
+    try:
+        with workspace_sandbox(inventory, host, "attack-mount", ws) as box:
+            sandbox_sh(inventory, box, "mkdir /work/sub && echo CHECKED > /work/sub/ok")
+            out = host.sh(f"python3 -c {shlex.quote(MOUNT_SWAP)} {box} {ws} {victim} {IMAGE} 2>&1")
+            seen = json.loads(out.splitlines()[-1])["seen"]
+            # The sandbox got what the library checked; its own mount is gone with it.
+            assert "OUTSIDE" not in seen, f"the sandbox got the host directory: {out}"
+            assert seen.strip() == "CHECKED", out
+            assert host.sh(mounts) == "0", host.sh("cat /proc/self/mountinfo")
+    finally:
+        host.sh(f"rm -rf {victim}")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 3: mounts are resolved again by the daemon")
+def test_a_mount_through_an_outers_socket_is_refused_in_one_sentence(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    """The outer's daemon would resolve the host path inside the outer (where it names
+    whatever root in the outer put there): refused before anything is created."""
+    ws = f"{ROOT}/attack-outer-mount"
+    host.sh(f"mkdir -p {ws}")
+    try:
+        done = module(inventory, "sandbox", {
+            "name": "attack-outer-mount", "image": IMAGE, "command": FOREVER,
+            "docker_socket": f"/run/fortress/outer/{host.outer}/docker.sock",
+            "mounts": [{"source": ws, "target": "/work"}],
+        })  # fmt: skip
+        assert done.get("failed"), done
+        assert "another mount namespace" in done["msg"], done["msg"]
+        assert done["msg"].count(". ") == 0, done["msg"]  # one sentence
+        listed = module(inventory, "sandbox_info", {
+            "docker_socket": f"/run/fortress/outer/{host.outer}/docker.sock",
+        })  # fmt: skip
+        assert "attack-outer-mount" not in json.dumps(listed), listed
+    finally:
+        host.sh(f"rm -rf {ws}")
+
+
 # --- copy in ------------------------------------------------------------------------------
 
 # Runs as root on the lab host with the library site.yml installed there: the host-side read
