@@ -113,7 +113,16 @@ options:
     type: dict
     default: {}
   mounts:
-    description: Bind mounts, only from below O(workspace_root).
+    description:
+      - Bind mounts, only from below O(workspace_root), reached with no symlink at any
+        component; never a socket or a file with a second hard link.
+      - Docker never gets the name that was checked. The module bind-mounts the checked
+        directory or file onto a root-only path under C(/run/fortress/mounts) and gives
+        Docker that path, so a symlink swapped in afterwards changes nothing. The staged
+        mount is released when the sandbox is removed.
+      - Refused through an outer container's socket (O(docker_socket) of a daemon in
+        another mount namespace), whose daemon would resolve the path inside the outer.
+        Use M(fortress.agents.sandbox_copy) there.
     type: list
     elements: dict
     default: []
@@ -152,15 +161,20 @@ EXAMPLES = r"""
     owner: agent-42
     ttl: 3600
 
-- name: Through an outer container's host-side socket, with a workspace
+- name: On the host's daemon, with a writable workspace
   fortress.agents.sandbox:
     name: build-7
     image: registry.example/agent@sha256:0123...
-    docker_socket: /run/fortress/outer-a/docker.sock
     mounts:
       - source: /var/lib/fortress/workspaces/build-7
         target: /workspace
         read_only: false
+
+- name: Through an outer container's host-side socket (files go in by sandbox_copy)
+  fortress.agents.sandbox:
+    name: build-8
+    image: registry.example/agent@sha256:0123...
+    docker_socket: /run/fortress/outer/tenant-a/docker.sock
 
 - name: Remove it
   fortress.agents.sandbox:

@@ -19,11 +19,12 @@ verified from the host side after start; anything else is refused and removed.
 
 Layout, one concern per file: contract (labels, prefixes, defaults, limits), errors, spec
 (what a sandbox is; input checks), guards (socket, mounts, in-sandbox paths, runtime
-processes), hostfs (host files a sandbox cannot redirect), stream (the exec stream read as
-hostile), transport (the Docker client, every reply bounded), listing (inspect data read as
-hostile), egress (the egress contract on the sandbox side), audit, client (the adapter:
-lifecycle, listing, reaping), commands (exec, task), files (copies), module (the modules'
-shared Ansible front; imports Ansible only when used).
+processes), hostfs (host files a sandbox cannot redirect), mounts (mount sources staged from
+their checked descriptors), stream (the exec stream read as hostile), transport (the Docker
+client, every reply bounded), listing (listing and reaping, inspect data read as hostile),
+egress (the egress contract on the sandbox side), audit, client (the adapter: lookups and
+lifecycle), commands (exec, task), files (copies), module (the modules' shared Ansible
+front; imports Ansible only when used).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # Copyright: Fortress developers
 # Apache-2.0
-"""The adapter: every call to a Docker daemon goes through Sandboxes. Lookups, lifecycle,
-listing and reaping live here; commands.py and files.py add exec, task and files."""
+"""The adapter: every call to a Docker daemon goes through Sandboxes. Lookups and lifecycle
+live here; listing.py adds listing and reaping, commands.py exec and task, files.py copies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from . import hostfs
+from . import hostfs, mounts
 from .audit import AuditLog
 from .commands import CommandsMixin
 from .contract import (
@@ -20,11 +20,11 @@ from .contract import (
     LABEL,
     LABEL_EXPIRES,
     LABEL_IMAGE,
+    LABEL_MOUNTS,
     LABEL_NETWORK,
     LABEL_OWNER,
     LABEL_SPEC,
     LABEL_TTL,
-    LIST_TIMEOUT,
     MAX_TTL,
 )  # fmt: skip
 from .egress import egress_plan
@@ -38,7 +38,7 @@ from .guards import (
     runsc_sandbox_pids,
     safe_workdir,
 )
-from .listing import entry, ids_of, labels_of
+from .listing import ListingMixin, labels_of
 from .spec import SandboxSpec, parse_size
 from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER, connect, docker
 
@@ -53,7 +53,7 @@ def _refusal(spec: SandboxSpec, explanation: str) -> str:
     return f"Docker refused the sandbox: {explanation}."
 
 
-class Sandboxes(CommandsMixin, FilesMixin):
+class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
     """The adapter: every call to Docker goes through here."""
 
     def __init__(
@@ -75,6 +75,8 @@ class Sandboxes(CommandsMixin, FilesMixin):
         # client holds it (callers keep the client after the adapter: fortress-reap does).
         verified = SocketFd(open_socket(socket_path, socket_owner)) if check else None
         self.socket_path = socket_path
+        # Whether the daemon shares this process's mount namespace (mounts.host_daemon).
+        self.host_daemon = mounts.host_daemon(verified.path if verified else socket_path)
         self.workspace_root = workspace_root
         self.max_ttl = max_ttl
         self.audit = AuditLog(audit_log)
@@ -126,27 +128,31 @@ class Sandboxes(CommandsMixin, FilesMixin):
     @daemon_call("create")
     def create(self, spec: SandboxSpec, start: bool = True) -> Any:
         """Create (and start) a sandbox; on any failure nothing is left behind."""
+        mountable = self._mountable(spec)  # refused before the daemon is asked
         kwargs = self._create_kwargs(spec)
         self.check_runtime(kwargs["runtime"])
         began = time.monotonic()
-        container = None
+        container, token = None, None
         try:
+            if mountable:  # Docker is given what was checked, never the name (mounts.py)
+                token, staged = mounts.stage(mountable, self.workspace_root)
+                kwargs["volumes"], kwargs["labels"][LABEL_MOUNTS] = mounts.binds(staged), token
             container = self.client.containers.create(spec.image, **kwargs)
             if start:
                 self.start(container)
-        except docker.errors.ImageNotFound as exc:
-            raise SandboxError(
-                f"image {spec.image} is not on this daemon: load or build it there first."
-            ) from exc
-        except docker.errors.APIError as exc:
+        except BaseException as exc:
             note = self._discard(container)
-            if exc.status_code == 409:
+            mounts.release(token)
+            if isinstance(exc, docker.errors.ImageNotFound):
+                raise SandboxError(
+                    f"image {spec.image} is not on this daemon: load or build it there first."
+                ) from exc
+            if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
                 raise SandboxError(
                     f"a container named {spec.name} already exists: pick another name."
                 ) from exc
-            raise SandboxError(_refusal(spec, str(exc.explanation or exc)) + note) from exc
-        except BaseException:
-            self._discard(container)
+            if isinstance(exc, docker.errors.APIError):
+                raise SandboxError(_refusal(spec, str(exc.explanation or exc)) + note) from exc
             raise
         self.audit.event(
             "create", sandbox=container.name, image=spec.image, image_id=container.image.id,
@@ -187,6 +193,7 @@ class Sandboxes(CommandsMixin, FilesMixin):
                 f" Removing {container.name} failed too ({exc.explanation or exc}): remove it "
                 "once the runtime is fixed."
             )
+        self.release_mounts(container.labels)
         return ""
 
     @daemon_call("remove")
@@ -195,66 +202,28 @@ class Sandboxes(CommandsMixin, FilesMixin):
         if container is None:
             return False
         container.remove(force=True)
+        self.release_mounts(container.labels)
         self.audit.event("remove", sandbox=name, owner=container.labels.get(LABEL_OWNER))
         return True
 
-    # --- listing and reaping --------------------------------------------------------------
+    def _mountable(self, spec: SandboxSpec) -> list:
+        """The spec's mounts, checked; refused in one sentence when the daemon would resolve
+        their paths in another mount namespace (an outer container's)."""
+        checked = [check_mount(m, self.workspace_root) for m in spec.mounts]
+        if checked and not self.host_daemon:
+            raise SandboxError(
+                f"mounts are refused through the Docker daemon at {self.socket_path}: it runs in "
+                "another mount namespace (an outer container's), where a host path names "
+                "whatever that namespace put there, so copy files in with sandbox_copy or run "
+                "the sandbox on the host's daemon."
+            )
+        return checked
 
-    @daemon_call("list")
-    def list(self, owner: str | None = None, labels: dict[str, str] | None = None,
-             now: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
-        """Fortress sandboxes on this daemon (listing.entry). One whose inspect data or
-        expiry label is malformed is listed with expires None, expired False and the
-        problem in `error`."""
-        filters = [f"{LABEL}=1"]
-        if owner:
-            filters.append(f"{LABEL_OWNER}={owner}")
-        filters += [f"{k}={v}" for k, v in (labels or {}).items()]
-        now = time.time() if now is None else now
-        api = self.client.api
-        ends = time.monotonic() + LIST_TIMEOUT
-        found = []
-        # One container inspected at a time and kept only as its entry: what a daemon sends
-        # is bounded per reply (transport), in count (ids_of) and in total time.
-        for cid in ids_of(api.containers(all=True, filters={"label": filters}), self.socket_path):
-            if time.monotonic() > ends:
-                raise SandboxError(
-                    f"listing the sandboxes of the Docker daemon at {self.socket_path} took "
-                    f"more than {LIST_TIMEOUT:.0f} s: a hostile or overloaded daemon."
-                )
-            try:
-                attrs = api.inspect_container(cid)
-            except docker.errors.NotFound:
-                continue  # removed since the listing
-            found.append(entry(attrs, now, self.max_ttl))
-        return found
-
-    @daemon_call("reap")
-    def reap(self, dry_run: bool = False, now: float | None = None) -> list[str]:
-        """Destroy every Fortress sandbox whose TTL has passed; return their names. Each is
-        read again by ID and removed by ID, so a sandbox recreated under the same name in
-        between is not touched; one with a bad expiry label is reported and skipped."""
-        now = time.time() if now is None else now
-        reaped = []
-        for found in self.list(now=now):
-            if "error" in found:
-                self.audit.event("reap-skipped", sandbox=found["name"], reason=found["error"])
-                self.skipped.append(f"{found['name']}: {found['error']}")
-                continue
-            if not found["expired"]:
-                continue
-            if not dry_run:
-                try:
-                    container = self.client.containers.get(found["id"])
-                except docker.errors.NotFound:
-                    continue
-                again = entry(container.attrs, now, self.max_ttl)
-                if again["id"] != found["id"] or not again["expired"] or "error" in again:
-                    continue
-                container.remove(force=True)
-                self.audit.event("reap", sandbox=found["name"], id=found["id"])
-            reaped.append(found["name"])
-        return reaped
+    def release_mounts(self, labels: dict[str, str] | None) -> None:
+        """Release the staged mounts of a removed sandbox of the host's daemon (an outer's
+        daemon never got any, and its labels may name another sandbox's)."""
+        if self.host_daemon:
+            mounts.release((labels or {}).get(LABEL_MOUNTS))
 
     # --- internals ------------------------------------------------------------------------
 
@@ -262,7 +231,6 @@ class Sandboxes(CommandsMixin, FilesMixin):
         spec.check(self.max_ttl)
         memory = parse_size(spec.memory, "memory")
         tmpfs = parse_size(spec.tmpfs_size, "tmpfs_size")
-        mounts = [check_mount(m, self.workspace_root) for m in spec.mounts]
         network, runtime, proxy_env = self.network_plan(spec.network, spec.runtime)
         now = time.time()
         labels = {
@@ -280,8 +248,6 @@ class Sandboxes(CommandsMixin, FilesMixin):
             "mem_limit": memory, "memswap_limit": memory,
             "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
             "pids_limit": spec.pids, "labels": labels, "detach": True,
-            "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
-                        for m in mounts},
         }  # fmt: skip
 
     def network_plan(self, policy: str, runtime: str) -> tuple[str, str, dict[str, str]]:

@@ -15,6 +15,8 @@ LABEL_EXPIRES = f"{LABEL}.expires"
 LABEL_SPEC = f"{LABEL}.spec"
 LABEL_NETWORK = f"{LABEL}.network"
 LABEL_IMAGE = f"{LABEL}.image"
+# The token naming a sandbox's staged mounts: STAGING_ROOT/<token>/<n> (mounts.py).
+LABEL_MOUNTS = f"{LABEL}.mounts"
 
 # Egress contract (the egress and outer_sandbox roles): an outer container on policy P's
 # internal network (EGRESS_NETWORK_PREFIX + P, whose only way out is P's proxy) runs an inner
@@ -31,6 +33,8 @@ PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 # Where things live on a managed host.
 DEFAULT_SOCKET = "/run/docker.sock"
 DEFAULT_WORKSPACE_ROOT = "/var/lib/fortress/workspaces"
+# Where the library bind-mounts checked mount sources for Docker (root's, mode 0700).
+STAGING_ROOT = "/run/fortress/mounts"
 DEFAULT_AUDIT_LOG = "/var/log/fortress/sandbox-audit.log"
 # The per-host key of the spec fingerprint label (created 0600 on first use).
 DEFAULT_FINGERPRINT_KEY = "/var/lib/fortress/sandbox-fingerprint.key"

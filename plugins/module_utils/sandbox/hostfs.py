@@ -183,23 +183,32 @@ def write_file(root: str, path: str, data: bytes, mode: int = 0o600, what: str =
         os.close(dfd)
 
 
-def verified_path(root: str, path: str, what: str = "mount source") -> str:
-    """The path of an existing directory, or regular file with one name, below root with no
-    symlink at any component: the one a mount may name."""
+def open_source(root: str, path: str, what: str = "mount source") -> int:
+    """An O_PATH descriptor of an existing directory, or regular file with one name, below
+    root with no symlink at any component: what a mount may be made from (mounts.stage
+    mounts this descriptor, never the name)."""
     fd = _path_fd(root, path, what)
     try:
         st = os.fstat(fd)
-    finally:
+        if stat.S_ISLNK(st.st_mode):
+            raise SandboxError(
+                f"{what} {path} is a symlink: symlinks in workspaces are never followed on the "
+                "host."
+            )
+        if stat.S_ISSOCK(st.st_mode):
+            raise SandboxError(f"{what} {path} is a socket: sockets are never used.")
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise SandboxError(f"{what} {path} is not a directory or a regular file.")
+        _one_name(st, what, path, "mounted")
+    except BaseException:
         os.close(fd)
-    if stat.S_ISLNK(st.st_mode):
-        raise SandboxError(
-            f"{what} {path} is a symlink: symlinks in workspaces are never followed on the host."
-        )
-    if stat.S_ISSOCK(st.st_mode):
-        raise SandboxError(f"{what} {path} is a socket: sockets are never used.")
-    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        raise SandboxError(f"{what} {path} is not a directory or a regular file.")
-    _one_name(st, what, path, "mounted")
+        raise
+    return fd
+
+
+def verified_path(root: str, path: str, what: str = "mount source") -> str:
+    """The path open_source accepts, as a string (the checks alone)."""
+    os.close(open_source(root, path, what))
     return posixpath.join(os.path.realpath(root), *parts_below(path, root, what))
 
 

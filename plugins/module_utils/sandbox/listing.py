@@ -1,6 +1,6 @@
 # Copyright: Fortress developers
 # Apache-2.0
-"""A container's inspect data, read as hostile: what a listing or the reaper may rely on.
+"""Listing and reaping, with a container's inspect data read as hostile.
 
 An outer's daemon can answer with any JSON; a malformed container becomes an entry with an
 `error` (reported, skipped by the reaper), never an exception that stops a listing."""
@@ -8,11 +8,22 @@ An outer's daemon can answer with any JSON; a malformed container becomes an ent
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .contract import LABEL, LABEL_EXPIRES, LABEL_IMAGE, LABEL_OWNER, MAX_LISTED
-from .errors import SandboxError
+from . import mounts
+from .contract import (
+    LABEL,
+    LABEL_EXPIRES,
+    LABEL_IMAGE,
+    LABEL_MOUNTS,
+    LABEL_OWNER,
+    LIST_TIMEOUT,
+    MAX_LISTED,
+)  # fmt: skip
+from .errors import SandboxError, daemon_call
+from .transport import docker
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -103,3 +114,68 @@ def ids_of(listing: Any, where: str) -> list[str]:
             f"{MAX_LISTED}: a hostile daemon, or remove sandboxes before listing again."
         )
     return [c["Id"] for c in listing]
+
+
+class ListingMixin:
+    """Listing and reaping, for Sandboxes (client.py: self.client, self.audit, ...)."""
+
+    @daemon_call("list")
+    def list(self, owner: str | None = None, labels: dict[str, str] | None = None,
+             now: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Fortress sandboxes on this daemon (listing.entry). One whose inspect data or
+        expiry label is malformed is listed with expires None, expired False and the
+        problem in `error`."""
+        filters = [f"{LABEL}=1"]
+        if owner:
+            filters.append(f"{LABEL_OWNER}={owner}")
+        filters += [f"{k}={v}" for k, v in (labels or {}).items()]
+        now = time.time() if now is None else now
+        api = self.client.api
+        ends = time.monotonic() + LIST_TIMEOUT
+        found = []
+        # One container inspected at a time and kept only as its entry: what a daemon sends
+        # is bounded per reply (transport), in count (ids_of) and in total time.
+        for cid in ids_of(api.containers(all=True, filters={"label": filters}), self.socket_path):
+            if time.monotonic() > ends:
+                raise SandboxError(
+                    f"listing the sandboxes of the Docker daemon at {self.socket_path} took "
+                    f"more than {LIST_TIMEOUT:.0f} s: a hostile or overloaded daemon."
+                )
+            try:
+                attrs = api.inspect_container(cid)
+            except docker.errors.NotFound:
+                continue  # removed since the listing
+            found.append(entry(attrs, now, self.max_ttl))
+        return found
+
+    @daemon_call("reap")
+    def reap(self, dry_run: bool = False, now: float | None = None) -> list[str]:
+        """Destroy every Fortress sandbox whose TTL has passed; return their names. Each is
+        read again by ID and removed by ID, so a sandbox recreated under the same name in
+        between is not touched; one with a bad expiry label is reported and skipped."""
+        now = time.time() if now is None else now
+        reaped = []
+        for found in self.list(now=now):
+            if "error" in found:
+                self.audit.event("reap-skipped", sandbox=found["name"], reason=found["error"])
+                self.skipped.append(f"{found['name']}: {found['error']}")
+                continue
+            if not found["expired"]:
+                continue
+            if not dry_run:
+                try:
+                    container = self.client.containers.get(found["id"])
+                except docker.errors.NotFound:
+                    continue
+                again = entry(container.attrs, now, self.max_ttl)
+                if again["id"] != found["id"] or not again["expired"] or "error" in again:
+                    continue
+                container.remove(force=True)
+                self.release_mounts(again["labels"])
+                self.audit.event("reap", sandbox=found["name"], id=found["id"])
+            reaped.append(found["name"])
+        if not dry_run and self.host_daemon:  # sandboxes removed some other way
+            listing = self.client.api.containers(all=True, filters={"label": [LABEL_MOUNTS]})
+            labels = [c.get("Labels") for c in listing if isinstance(c, dict)]
+            mounts.sweep({each.get(LABEL_MOUNTS) for each in labels if isinstance(each, dict)})
+        return reaped
