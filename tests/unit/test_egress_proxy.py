@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 from test_filters import _load as load_filter_module
 
@@ -154,6 +155,109 @@ def test_targets_no_rule_names_are_refused(host: str, port: int, reason: str) ->
 def test_denied_addresses_are_refused_whatever_named_them(addr: str) -> None:
     with pytest.raises(proxy.Refused, match="a denied address"):
         POLICY.check_address("api.example.com", addr)
+
+
+# --- only the public Internet -------------------------------------------------------------
+
+DEFAULTS = yaml.safe_load((ROOT / "roles" / "egress" / "defaults" / "main.yml").read_text())
+
+
+def default_policy(*rules: str) -> object:
+    """A policy with the role's default deny and non-public lists."""
+    return proxy.Policy({
+        "policy": "p", "rules": expand(*rules)["rules"], "deny": DEFAULTS["egress_deny_cidrs"],
+        "nonpublic": DEFAULTS.get("egress_nonpublic_cidrs", []),
+        "exempt": DEFAULTS.get("egress_nonpublic_exempt_cidrs", []),
+    })  # fmt: skip
+
+
+def resolved(policy: object, host: str, port: int, answer: str) -> list[str]:
+    """proxy.resolve for a name whose DNS answer is `answer` (the system resolver's answer,
+    as getaddrinfo gives it)."""
+
+    async def run() -> list[str]:
+        async def getaddrinfo(name: str, _port: int, **_kw: object) -> list:
+            assert name == host
+            family = socket.AF_INET6 if ":" in answer else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+        asyncio.get_running_loop().getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+        return await proxy.resolve(policy, host, port)
+
+    return asyncio.run(run())
+
+
+# The LAN, the VPC, every container network on the host and the clouds' metadata services,
+# each reached through a name a rule permits; and the forms that carry an IPv4 address
+# inside an IPv6 one (Python's is_global passes NAT64, 6to4 and 168.63.129.16).
+NOT_PUBLIC = [
+    "10.1.2.3", "172.16.0.1", "172.30.0.2", "192.168.1.1", "100.64.0.1",
+    "100.100.100.200",  # Alibaba Cloud metadata (CGNAT space)
+    "168.63.129.16",  # Azure's wireserver: a public address, never on the Internet
+    "192.0.0.192", "198.18.0.1", "192.0.2.1", "203.0.113.9",
+    "fd12:3456::1", "fec0::1", "2001:db8::1", "3fff::1", "100::1",
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b:1::a00:1",  # local-use NAT64
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "::10.0.0.1",  # IPv4-compatible
+    "::ffff:10.0.0.1", "2001::a00:1",  # IPv4-mapped; Teredo
+]  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 4: the deny list is a short blocklist")
+@pytest.mark.parametrize("addr", NOT_PUBLIC)
+def test_a_permitted_name_resolving_off_the_public_internet_is_refused(addr: str) -> None:
+    with pytest.raises(proxy.Refused) as refused:
+        resolved(default_policy("api.example.com"), "api.example.com", 443, addr)
+    assert refused.value.status == 403, refused.value.reason
+
+
+@pytest.mark.parametrize("addr", ["93.184.216.34", "2606:2800:220:1::1", "64:ff9b::5db8:d822",
+                                  "2002:5db8:d822::1"])  # fmt: skip
+def test_a_public_address_passes(addr: str) -> None:
+    assert resolved(default_policy("api.example.com"), "api.example.com", 443, addr) == [addr]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 4: the deny list is a short blocklist")
+def test_an_address_rule_reopens_a_non_public_address_on_its_port_only() -> None:
+    policy = default_policy("api.example.com", "api.example.com:8443", "10.1.2.0/24:443")
+    assert resolved(policy, "api.example.com", 443, "10.1.2.3") == ["10.1.2.3"]
+    with pytest.raises(proxy.Refused, match="not on the public Internet"):
+        resolved(policy, "api.example.com", 8443, "10.1.2.3")
+    with pytest.raises(proxy.Refused, match="a denied address"):  # the hard list stays shut
+        resolved(default_policy("api.example.com", "127.0.0.0/8:443"), "api.example.com", 443,
+                 "127.0.0.1")  # fmt: skip
+
+
+# The IANA special-purpose address registries (iana-ipv4-special-registry and
+# iana-ipv6-special-registry, as of 2025), every block whose "Globally Reachable" is False
+# or N/A; multicast (224.0.0.0/4, ff00::/8) besides.
+IANA_NOT_GLOBAL = [
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.0.0/29", "192.0.0.8/32", "192.0.0.170/32",
+    "192.0.0.171/32", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "255.255.255.255/32", "224.0.0.0/4",
+    "::1/128", "::/128", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "100:0:0:1::/64",
+    "2001::/23", "2001::/32", "2001:2::/48", "2001:10::/28", "2001:db8::/32", "3fff::/20",
+    "5f00::/16", "fc00::/7", "fe80::/10", "ff00::/8",
+]  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 4: the deny list is a short blocklist")
+def test_the_default_lists_cover_every_iana_block_not_globally_reachable() -> None:
+    import ipaddress
+
+    shut = [ipaddress.ip_network(c) for c in
+            DEFAULTS["egress_deny_cidrs"] + DEFAULTS.get("egress_nonpublic_cidrs", [])]  # fmt: skip
+    uncovered = [
+        block for block in IANA_NOT_GLOBAL
+        if not any(ipaddress.ip_network(block).version == net.version
+                   and ipaddress.ip_network(block).subnet_of(net) for net in shut)
+    ]  # fmt: skip
+    assert uncovered == []
+    assert DEFAULTS.get("egress_nonpublic_exempt_cidrs") == []  # the lab opens its own
 
 
 def test_request_heads_are_parsed_and_rewritten() -> None:
