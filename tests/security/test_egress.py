@@ -85,6 +85,24 @@ def test_a_policy_the_outer_is_not_on_is_refused(world: adv.LabHost) -> None:
     assert boxes.list() == before
 
 
+# A direct connection to the world's private server (10.99.0.10:80), as the user it runs as.
+DIRECT = (
+    'python3 -c \'import socket; s = socket.create_connection(("10.99.0.10", 80), timeout=3); '
+    's.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n"); print(s.makefile("rb").read().decode())\' 2>&1'
+)
+
+
+def test_the_proxys_user_reaches_no_private_address_but_root_does(world: adv.LabHost) -> None:
+    """nftables holds the proxy's user to the public Internet too (if the proxy's own check
+    failed): the world's private server answers root on the same host (the control), never
+    the proxy's user."""
+    assert "world:private" in world.sh(DIRECT)
+    out = world.sh(
+        f"setpriv --reuid=fortress-egress --regid=fortress-egress --clear-groups {DIRECT}"
+    )
+    assert "world:private" not in out and "timed out" in out, out
+
+
 def test_without_the_firewall_the_host_is_reachable_and_the_role_restores_it(
     world: adv.LabHost,
 ) -> None:

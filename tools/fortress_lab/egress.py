@@ -42,12 +42,13 @@ NAMESPACE = "fortress-world"
 LINK4, LINK6 = ("192.0.2.1/30", "192.0.2.2/30"), ("fd0f:e9e5:ffff::1/64", "fd0f:e9e5:ffff::2/64")
 ADDRESSES = [
     "198.51.100.10/32", "198.51.100.20/32", "198.51.100.30/32", "169.254.169.254/32",
-    "2001:db8:f0::10/128", "2001:db8:f0::30/128",
+    "10.99.0.10/32", "2001:db8:f0::10/128", "2001:db8:f0::30/128",
 ]  # fmt: skip
 NAMES = {
     "api.allowed.test": "198.51.100.10",
     "forbidden.test": "198.51.100.20",
     "meta.allowed.test": "169.254.169.254",
+    "private.allowed.test": "10.99.0.10",
     "api6.allowed.test": "2001:db8:f0::10",
 }
 POLICY = "lab"  # inventories/lab/group_vars and molecule/vm: the policy the world is for
@@ -101,6 +102,8 @@ CHECKS = [
           "the metadata address through the proxy"),
     Check("metadata_by_name", "proxy", _get("http://meta.allowed.test/", "meta.allowed.test"),
           "denied", "an allowed name that resolves to the metadata address"),
+    Check("private_by_name", "proxy", _get("http://private.allowed.test/", "private.allowed.test"),
+          "denied", "an allowed name that resolves to a private address (a LAN, a VPC)"),
     Check("host_via_proxy", "proxy", _connect("$GW4:18081"), "denied",
           "the host's own service through the proxy"),
     Check("direct_api", "198.51.100.10:80", _get("/", "api.allowed.test"), "none",
@@ -129,7 +132,7 @@ WHAT = {c.name: c.what for c in CHECKS} | {
     name: f"a DNS query ({server or 'the resolver in resolv.conf'})"
     for name, server in DNS_CHECKS.items()
 }
-NEVER = ("forbidden", "metadata", "host-service", "host-service6", "cidr-other-port",
+NEVER = ("forbidden", "metadata", "private", "host-service", "host-service6", "cidr-other-port",
          "resolver-remote", "resolver6-remote", "resolver-host", "resolver6-host")  # fmt: skip
 REACHED = ("api", "api6", "cidr", "cidr6")
 # What deleting the nftables table opens (the firewall's control).

@@ -5,9 +5,12 @@ allows a request only when a rule of its policy names the target:
   - host rules (exact name, or *.domain for the names below it) and port: the request must
     name a host; an IP literal never matches a host rule;
   - address rules (CIDR and port): the request names an address in the network.
-Every address a target resolves to is checked against the deny list (loopback, link-local
-and the metadata address, multicast, ...): a permitted name that resolves to a denied
-address is refused, and the proxy connects to exactly the address it checked (no second
+Every address a target resolves to, and every IPv4 address it carries (IPv4-mapped,
+IPv4-compatible, 6to4, Teredo, NAT64 64:ff9b::/96), is checked against the deny list
+(loopback, link-local and the metadata address, multicast, ...; never reopened) and the
+non-public list (private ranges, CGNAT, ULA, documentation, the clouds' metadata; reopened
+only by an address rule naming that address and port): a permitted name that resolves to
+either is refused, and the proxy connects to exactly the address it checked (no second
 lookup). Sandboxes get no DNS: names are resolved here, only for permitted requests.
 
 Usage: egress-proxy CONFIG.json   (written by the fortress.agents.egress role)
@@ -68,6 +71,21 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         return addr.ipv4_mapped
     return addr
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def carried(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[Any]:
+    """The address and every IPv4 address it carries, each of which is checked."""
+    forms: list[Any] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        forms += [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
+        forms += list(ip.teredo or ())
+        if ip in NAT64 or ip in COMPATIBLE:
+            forms.append(ipaddress.IPv4Address(ip.packed[-4:]))
+    return forms
 
 
 def host_name(text: str) -> str:
@@ -144,6 +162,8 @@ class Policy:
             (ipaddress.ip_network(r["cidr"]), r["port"]) for r in config["rules"] if "cidr" in r
         ]
         self.deny = [ipaddress.ip_network(c) for c in config["deny"]]
+        self.nonpublic = [ipaddress.ip_network(c) for c in config["nonpublic"]]
+        self.exempt = [ipaddress.ip_network(c) for c in config["exempt"]]
 
     def check_target(self, host: str, port: int) -> str:
         """Refuse a target no rule names (before any lookup); the target as checked (the
@@ -164,18 +184,29 @@ class Policy:
             return name
         raise Refused(403, f"{name}:{port} is not in the allow list")
 
-    def check_address(self, host: str, addr: str) -> None:
-        """Refuse an address on the deny list, whatever named it."""
+    def check_address(self, host: str, addr: str, port: int) -> None:
+        """Refuse an address on the deny list whatever named it, and one off the public
+        Internet unless an address rule names it and the port (or it is exempt)."""
         ip = parse_ip(addr)
-        if ip is None or any(ip in net for net in self.deny):
+        forms = carried(ip) if ip is not None else []
+        if not forms or any(f in net for f in forms for net in self.deny):
             raise Refused(403, f"{host} resolves to {addr}, a denied address")
+        if any(f in net for f in forms for net in self.nonpublic) and not (
+            any(ip in net and port == p for net, p in self.cidrs)
+            or any(ip in net for net in self.exempt)
+        ):
+            raise Refused(
+                403,
+                f"{host} resolves to {addr}, which is not on the public Internet: an address "
+                "rule of the policy must name it",
+            )
 
 
 async def resolve(policy: Policy, host: str, port: int) -> list[str]:
     """The addresses to try, each checked against the deny list."""
     literal = parse_ip(host)
     if literal is not None:
-        policy.check_address(host, str(literal))
+        policy.check_address(host, str(literal), port)
         return [str(literal)]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -184,7 +215,7 @@ async def resolve(policy: Policy, host: str, port: int) -> list[str]:
     addrs: list[str] = []
     for info in infos:
         addr = str(info[4][0])
-        policy.check_address(host, addr)  # one denied address refuses the name
+        policy.check_address(host, addr, port)  # one refused address refuses the name
         if addr not in addrs:
             addrs.append(addr)
     return addrs
