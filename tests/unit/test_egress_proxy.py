@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -338,22 +339,14 @@ def recorder() -> Iterator[Recorder]:
     rec.server.close()
 
 
-@pytest.fixture(scope="module")
-def running_proxy(upstream: int, recorder: Recorder) -> Iterator[int]:
+@contextmanager
+def proxy_on_loopback(config: dict) -> Iterator[int]:
+    """The proxy serving config on a free loopback port, in a thread of its own."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = {
-        "policy": "t", "listen": ["127.0.0.1"], "port": port, "deny": ["169.254.0.0/16"],
-        "nonpublic": [], "exempt": [],
-        "rules": [
-            {"host": "localhost", "port": upstream}, {"cidr": "127.0.0.1/32", "port": upstream},
-            {"suffix": ".allowed.test", "port": upstream},
-            {"host": "localhost", "port": recorder.port},
-        ],
-    }  # fmt: skip
     loop = asyncio.new_event_loop()
-    task = loop.create_task(proxy.serve(config))
+    task = loop.create_task(proxy.serve({"listen": ["127.0.0.1"], "port": port, **config}))
 
     def run() -> None:
         try:
@@ -376,9 +369,25 @@ def running_proxy(upstream: int, recorder: Recorder) -> Iterator[int]:
             break
         except OSError:
             threading.Event().wait(0.05)
-    yield port
-    loop.call_soon_threadsafe(task.cancel)
-    thread.join(timeout=5)
+    try:
+        yield port
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def running_proxy(upstream: int, recorder: Recorder) -> Iterator[int]:
+    config = {
+        "policy": "t", "deny": ["169.254.0.0/16"], "nonpublic": [], "exempt": [],
+        "rules": [
+            {"host": "localhost", "port": upstream}, {"cidr": "127.0.0.1/32", "port": upstream},
+            {"suffix": ".allowed.test", "port": upstream},
+            {"host": "localhost", "port": recorder.port},
+        ],
+    }  # fmt: skip
+    with proxy_on_loopback(config) as port:
+        yield port
 
 
 def ask(port: int, request: bytes, source: str = "127.0.0.1") -> str:
