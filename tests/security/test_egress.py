@@ -14,6 +14,7 @@ network); test_the_sandbox_ran_under_runsc_in_host_network_mode records it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +84,17 @@ def test_a_policy_the_outer_is_not_on_is_refused(world: adv.LabHost) -> None:
     with pytest.raises(lib.SandboxError, match=refusal):
         boxes.create(lib.SandboxSpec(image=adv.IMAGE, network="other", owner="egress"))
     assert boxes.list() == before
+
+
+def test_the_proxy_counts_its_decisions_in_a_file(
+    outcome: egress.Outcome, world: adv.LabHost
+) -> None:
+    """Every check the proxy refused and every one it allowed is in its counters file."""
+    counts = json.loads(world.sh(f"cat /run/fortress-egress/{egress.POLICY}/counters.json"))
+    denied = [c for c in egress.CHECKS if c.expect == "denied"]
+    assert counts["policy"] == egress.POLICY, counts
+    assert counts["deny"] >= len(denied) and counts["allow"] >= len(egress.REACHED), counts
+    assert sum(counts["status"].values()) == counts["deny"], counts
 
 
 # A direct connection to the world's private server (10.99.0.10:80), as the user it runs as.

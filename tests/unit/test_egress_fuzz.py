@@ -14,6 +14,9 @@ heads on every run), bounded in time by the proxy's short timeouts."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -69,8 +72,10 @@ def world() -> Iterator[dict]:
     lines: list[str] = []
     real_log = proxy.Proxy.log
 
-    def log(self: object, verdict: str, client: str, target: str, detail: str) -> None:
-        lines.append(f"{verdict} {client} {target} {detail}")
+    def log(self: object, *args: str, **fields: object) -> None:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            real_log(self, *args, **fields)
+        lines.extend(out.getvalue().splitlines(keepends=True))
 
     proxy.Proxy.log = log
     try:
@@ -145,7 +150,9 @@ def test_no_generated_head_reaches_a_listener_no_rule_allows(world: dict) -> Non
         answer = ask(port, head)
         assert answer.startswith(b"HTTP/1.1 "), (head, answer[:200])
         assert len(world["lines"]) > logged, head  # at least one log line
-        assert all("\n" not in line and "\r" not in line for line in world["lines"][logged:])
+        for line in world["lines"][logged:]:  # one JSON object per line, whatever was sent
+            assert line.endswith("\n") and "\n" not in line[:-1] and "\r" not in line, line
+            assert json.loads(line)["decision"] in ("allow", "deny"), line
         assert [f.accepted for f in world["forbidden"]] == before, head
         seen["answers"] += 1
 

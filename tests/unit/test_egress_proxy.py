@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import socket
 import ssl
 import threading
@@ -649,3 +650,42 @@ def test_a_request_line_outside_http_syntax_is_one_refusal(
     forwarded request or a connection dropped without an answer."""
     answer = ask(running_proxy, (request_line.format(port=upstream) + "\r\n\r\n").encode())
     assert answer.startswith("HTTP/1.1 400 ") and "upstream" not in answer, answer
+
+
+def test_every_decision_is_one_json_line_and_counted_in_a_file(
+    upstream: int, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A line per decision with its fields (a forged log line stays inside its JSON string),
+    and the counts in a file that journald's rate limiting cannot thin out."""
+    counters = tmp_path / "counters.json"
+    config = {
+        "policy": "c", "deny": [], "nonpublic": [], "exempt": [], "counters": str(counters),
+        "rules": [{"host": "localhost", "port": upstream}],
+    }  # fmt: skip
+    with proxy_on_loopback(config) as port:
+        assert ask(port, f"GET http://localhost:{upstream}/a HTTP/1.1\r\n\r\n".encode()).startswith(
+            "HTTP/1.0 200")  # fmt: skip
+        forged = 'CONNECT x.example:443\n{"decision": "allow"} HTTP/1.1\r\n\r\n'
+        for request in (forged, "CONNECT denied.example:443 HTTP/1.1\r\n\r\n"):
+            assert ask(port, request.encode()).startswith("HTTP/1.1 4")
+        for _ in range(40):
+            if counters.exists() and json.loads(counters.read_text())["deny"] == 3:
+                break
+            time.sleep(0.1)
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines()
+             if line.startswith("{")]  # fmt: skip
+    assert lines[0]["reason"] == "incomplete or oversized request head"  # the readiness probe
+    lines = lines[1:]
+    assert [(d["decision"], d.get("status")) for d in lines] == [
+        ("allow", None),
+        ("deny", 400),
+        ("deny", 403),
+    ]
+    assert lines[0]["target"] == f"localhost:{upstream}" and lines[0]["policy"] == "c"
+    assert lines[2]["reason"] == "denied.example:443 is not in the allow list"
+    assert json.loads(counters.read_text()) == {
+        "policy": "c",
+        "allow": 1,
+        "deny": 3,
+        "status": {"400": 2, "403": 1},
+    }

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import re
 import socket
 import sys
@@ -316,13 +317,33 @@ class Proxy:
         self.clients = asyncio.Semaphore(int(config.get("max_clients", 256)))
         self.per_client = int(config.get("max_per_client", 64))
         self.open: dict[str, int] = {}
+        self.counts: dict[str, Any] = {"allow": 0, "deny": 0, "status": {}}
 
-    def log(self, verdict: str, client: str, target: str, detail: str) -> None:
-        print(f"{verdict} policy={self.policy.name} client={client} target={target} {detail}",
-              flush=True)  # fmt: skip
+    def log(self, decision: str, client: str, target: str, **fields: Any) -> None:
+        """One JSON line per decision (json escapes every control byte a client sent, so no
+        client field starts a line of its own), counted for the counters file."""
+        print(json.dumps({"decision": decision, "policy": self.policy.name, "client": client,
+                          "target": target, **fields}), flush=True)  # fmt: skip
+        self.counts[decision] = self.counts.get(decision, 0) + 1
+        if "status" in fields:
+            key = str(fields["status"])
+            self.counts["status"][key] = self.counts["status"].get(key, 0) + 1
 
     def deny(self, client: str, target: str, refused: Refused) -> None:
-        self.log("deny", client, target, f"status={refused.status} reason={refused.reason!r}")
+        self.log("deny", client, target, status=refused.status, reason=refused.reason)
+
+    async def keep_counts(self, path: str, every: float = 1.0) -> None:
+        """Write the decision counts to path (whole, by rename) each time they changed, at
+        most once a second: journald's rate limit can drop log lines, never these."""
+        written: dict[str, Any] = {}
+        while True:
+            if self.counts != written:
+                written = json.loads(json.dumps(self.counts))
+                tmp = f"{path}.tmp"
+                with open(tmp, "w", encoding="utf-8") as out:
+                    json.dump({"policy": self.policy.name, **written}, out)
+                os.replace(tmp, path)
+            await asyncio.sleep(every)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = str(writer.get_extra_info("peername", ("?",))[0])
@@ -361,7 +382,7 @@ class Proxy:
             async with self.clients:
                 addrs = await resolve(self.policy, host, port)
                 up_reader, up_writer, addr = await self.connect(host, addrs, port)
-                self.log("allow", client, target, f"method={method} address={addr}")
+                self.log("allow", client, target, method=method, address=addr)
                 if upstream is None:
                     writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                     to_upstream = self.tunnel(reader, up_writer, host, client, target)
@@ -510,7 +531,8 @@ async def serve(config: dict[str, Any]) -> None:
     ]
     print(f"policy {proxy.policy.name}: listening on "
           + ", ".join(f"{a}:{config['port']}" for a in config["listen"]), flush=True)  # fmt: skip
-    await asyncio.gather(*(s.serve_forever() for s in servers))
+    counting = [proxy.keep_counts(config["counters"])] if config.get("counters") else []
+    await asyncio.gather(*(s.serve_forever() for s in servers), *counting)
 
 
 def main(argv: list[str]) -> int:
