@@ -195,6 +195,69 @@ def test_the_staged_mount_of_a_sandbox_removed_behind_the_librarys_back_is_swept
         assert host.sh(f"ls /run/fortress/mounts/{token} 2>&1 || echo gone").endswith("gone")
 
 
+# Runs as root on the lab host (the review of e52ca94): a caller's label forging another
+# sandbox's staged-mounts token, and a stopped sandbox started again once its staged mount is
+# gone (a reboot empties /run): neither may cost the victim its workspace or give it a
+# directory Docker made.
+FORGE_AND_RESTART = """
+import json, os, sys
+sys.path.insert(0, "/usr/local/lib/fortress")
+import sandbox as lib
+ws, image = sys.argv[1:3]
+boxes = lib.Sandboxes()
+forever = ["/bin/sh", "-c", "sleep 2147483647"]
+victim = boxes.create(lib.SandboxSpec(image=image, name="attack-forge-victim", command=forever,
+                                      mounts=[lib.Mount(ws, "/w")]))
+token = victim.labels[lib.LABEL_MOUNTS]
+staged = os.path.join(lib.STAGING_ROOT, token, "0")
+seen = {}
+try:
+    try:
+        boxes.create(lib.SandboxSpec(image=image, name="attack-forger", command=forever,
+                                     labels={lib.LABEL_MOUNTS: token}))
+        boxes.remove("attack-forger")
+        seen["forger"] = "created and removed"
+    except lib.SandboxError as exc:
+        seen["forger"] = "refused: " + str(exc)
+    seen["victim_still_staged"] = os.path.ismount(staged)
+    seen["victim_sees"] = boxes.exec("attack-forge-victim", ["ls", "/w"]).stdout.strip()
+    victim.stop()
+    lib.mounts.release(token)  # what a reboot does to /run
+    try:
+        boxes.start(victim)
+        seen["restart"] = "started, /w: " + boxes.exec("attack-forge-victim", ["ls", "/w"]).stdout
+    except lib.SandboxError as exc:
+        seen["restart"] = "refused: " + str(exc)
+    seen["docker_made_the_source"] = os.path.exists(staged)
+finally:
+    for name in ("attack-forger", "attack-forge-victim"):
+        try:
+            boxes.remove(name)
+        except lib.SandboxError:
+            pass
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="review of e52ca94: forged token, stale staged mount")
+def test_a_forged_mounts_label_or_a_lost_staged_mount_never_costs_a_workspace(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    ws = f"{ROOT}/attack-forge"
+    host.sh(f"mkdir -p {ws} && echo mine > {ws}/ok")
+    try:
+        out = host.sh(f"python3 -c {shlex.quote(FORGE_AND_RESTART)} {ws} {IMAGE} 2>&1")
+        seen = json.loads(out.splitlines()[-1])
+    finally:
+        host.sh(f"rm -rf {ws}")
+    assert seen["forger"].startswith("refused: ") and "reserved" in seen["forger"], seen
+    assert seen["victim_still_staged"] and seen["victim_sees"] == "ok", seen
+    assert seen["restart"].startswith("refused: ") and "create it again" in seen["restart"], seen
+    assert not seen["docker_made_the_source"], seen
+    assert host.sh("grep -c ' /run/fortress/mounts' /proc/self/mountinfo") == "0"
+    assert host.sh(f"stat -c %a {lib.STAGING_ROOT}") == "700"
+
+
 def test_a_mount_through_an_outers_socket_is_refused_in_one_sentence(
     inventory: Path, host: adv.LabHost
 ) -> None:

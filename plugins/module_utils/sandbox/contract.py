@@ -7,8 +7,10 @@ file does."""
 
 from __future__ import annotations
 
+# Every label the library or the roles set starts with this; a caller's label may not.
+RESERVED_LABEL_PREFIX = "io.fortress."
 # Ownership and lifecycle labels of a sandbox container.
-LABEL = "io.fortress.sandbox"
+LABEL = f"{RESERVED_LABEL_PREFIX}sandbox"
 LABEL_OWNER = f"{LABEL}.owner"
 LABEL_TTL = f"{LABEL}.ttl"
 LABEL_EXPIRES = f"{LABEL}.expires"
@@ -25,9 +27,9 @@ LABEL_MOUNTS = f"{LABEL}.mounts"
 # shares that outer's network namespace (Docker network mode host, under that runtime) and
 # gets the proxy in its environment; any other `network` value but none is refused there.
 EGRESS_NETWORK_PREFIX = "fortress-egress-"
-EGRESS_POLICY_LABEL = "io.fortress.egress.policy"
-EGRESS_PROXY_LABEL = "io.fortress.egress.proxy"
-EGRESS_RUNTIME_LABEL = "io.fortress.egress.runtime"
+EGRESS_POLICY_LABEL = f"{RESERVED_LABEL_PREFIX}egress.policy"
+EGRESS_PROXY_LABEL = f"{RESERVED_LABEL_PREFIX}egress.proxy"
+EGRESS_RUNTIME_LABEL = f"{RESERVED_LABEL_PREFIX}egress.runtime"
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 # Where things live on a managed host.

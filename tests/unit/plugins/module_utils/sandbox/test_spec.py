@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.fortress.agents.plugins.module_utils.sandbox import (
+    EGRESS_POLICY_LABEL,
+    LABEL,
+    LABEL_EXPIRES,
+    LABEL_MOUNTS,
     MAX_TTL,
+    RESERVED_LABEL_PREFIX,
     SandboxError,
     SandboxSpec,
     check_ttl,
@@ -67,3 +72,17 @@ def test_spec_check_refuses_bad_values() -> None:
                          ({"ttl": 10**9}, "ttl")):  # fmt: skip
         with pytest.raises(SandboxError, match=message):
             SandboxSpec(image="img", **bad).check()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="review of e52ca94: spec labels could forge the library's own"
+)
+@pytest.mark.parametrize(
+    "key", [LABEL, LABEL_MOUNTS, LABEL_EXPIRES, EGRESS_POLICY_LABEL, f"{RESERVED_LABEL_PREFIX}x"]
+)
+def test_a_label_in_the_librarys_namespace_is_refused(key: str) -> None:
+    """A caller's label must not set what the library sets (a forged staged-mounts token
+    released another sandbox's workspace when its forger was removed)."""
+    with pytest.raises(SandboxError, match="reserved"):
+        SandboxSpec(image="busybox", labels={key: "0" * 32}).check()
+    SandboxSpec(image="busybox", labels={"team": "a", "io.example/x": "1"}).check()
