@@ -109,7 +109,8 @@ options:
     type: int
     default: 3600
   labels:
-    description: Extra labels.
+    description:
+      - Extra labels. Keys starting with C(io.fortress.) are the library's and refused.
     type: dict
     default: {}
   mounts:
@@ -119,7 +120,8 @@ options:
       - Docker never gets the name that was checked. The module bind-mounts the checked
         directory or file onto a root-only path under C(/run/fortress/mounts) and gives
         Docker that path, so a symlink swapped in afterwards changes nothing. The staged
-        mount is released when the sandbox is removed.
+        mount is released when the sandbox is removed. After a reboot, a stopped sandbox with
+        mounts is refused at start (its staged mounts are gone); remove it and create it again.
       - Refused through an outer container's socket (O(docker_socket) of a daemon in
         another mount namespace), whose daemon would resolve the path inside the outer.
         Use M(fortress.agents.sandbox_copy) there.

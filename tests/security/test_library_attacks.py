@@ -239,7 +239,6 @@ print(json.dumps(seen))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review of e52ca94: forged token, stale staged mount")
 def test_a_forged_mounts_label_or_a_lost_staged_mount_never_costs_a_workspace(
     inventory: Path, host: adv.LabHost
 ) -> None:

@@ -136,7 +136,7 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
         try:
             if mountable:  # Docker is given what was checked, never the name (mounts.py)
                 token, staged = mounts.stage(mountable, self.workspace_root)
-                kwargs["volumes"], kwargs["labels"][LABEL_MOUNTS] = mounts.binds(staged), token
+                kwargs["mounts"], kwargs["labels"][LABEL_MOUNTS] = mounts.binds(staged), token
             container = self.client.containers.create(spec.image, **kwargs)
             if start:
                 self.start(container)
@@ -163,7 +163,14 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
 
     @daemon_call("start")
     def start(self, container: Any) -> None:
-        """Start and verify from the host side that it runs in gVisor; else remove it."""
+        """Start and verify from the host side that it runs in gVisor; else remove it. A
+        sandbox whose staged mounts are gone is refused (Docker would refuse it less clearly)."""
+        gone = mounts.missing(container.attrs) if self.host_daemon else []
+        if gone:
+            raise SandboxError(
+                f"sandbox {container.name} cannot start: its staged mounts ({', '.join(gone)}) "
+                "are gone (a reboot empties /run), so remove it and create it again."
+            )
         container.start()
         container.reload()
         runtime = container.attrs["HostConfig"].get("Runtime", "")

@@ -25,6 +25,7 @@ import socket
 import stat
 import struct
 import time
+from typing import Any
 
 from . import hostfs
 from .contract import STAGING_ROOT
@@ -32,6 +33,7 @@ from .errors import SandboxError
 from .spec import Mount
 
 MS_BIND = 4096
+MS_REC = 16384
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 _TOKEN = re.compile(r"[0-9a-f]{32}")
@@ -48,14 +50,35 @@ def host_daemon(socket_path: str) -> bool:
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         pid = struct.unpack("3i", creds)[0]
         theirs, ours = os.stat(f"/proc/{pid}/ns/mnt"), os.stat("/proc/self/ns/mnt")
+        # The kernel reports the pid that listened, which may have exited and its number been
+        # reused by a host process: the socket must also listen in this network namespace
+        # (an outer's daemon listens in the outer's).
+        with open("/proc/self/net/unix", encoding="utf-8", errors="replace") as table:
+            listening = {os.path.realpath(row.split()[7]) for row in table
+                         if len(row.split()) == 8 and row.split()[3] == "00010000"}  # fmt: skip
     except OSError:
         return False
-    return pid > 0 and (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+    return (
+        pid > 0
+        and (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+        and os.path.realpath(socket_path) in listening
+    )
 
 
-def binds(mounts: list[Mount]) -> dict[str, dict[str, str]]:
-    """Docker's volumes argument for these mounts."""
-    return {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+def binds(mounts: list[Mount]) -> list[dict[str, Any]]:
+    """Docker's Mounts for these mounts: bind mounts of existing sources (unlike the older
+    Binds, Docker never makes a missing source; it refuses the container)."""
+    return [{"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
+            for m in mounts]  # fmt: skip
+
+
+def missing(attrs: dict[str, Any], staging: str = STAGING_ROOT) -> list[str]:
+    """The staged sources a container's inspect data names that are no longer mounted (a
+    reboot empties /run; a removal elsewhere released them)."""
+    host = attrs.get("HostConfig") if isinstance(attrs, dict) else None
+    sources = [m.get("Source") for m in (host or {}).get("Mounts") or [] if isinstance(m, dict)]
+    return [s for s in sources if isinstance(s, str) and s.startswith(staging.rstrip("/") + "/")
+            and not os.path.ismount(s)]  # fmt: skip
 
 
 def _staging_root(staging: str) -> str:
@@ -85,8 +108,10 @@ def stage(mounts: list[Mount], root: str, staging: str = STAGING_ROOT) -> tuple[
                     os.mkdir(target, 0o700)
                 else:
                     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                if _libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, MS_BIND,
-                               None) != 0:  # fmt: skip
+                # Recursive, as Docker's own bind: a mount below the source stays over what
+                # it covers.
+                if _libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None,
+                               MS_BIND | MS_REC, None) != 0:  # fmt: skip
                     err = ctypes.get_errno()
                     raise SandboxError(
                         f"mount source {mount.source} could not be bind-mounted for Docker "

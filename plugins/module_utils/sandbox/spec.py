@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from .contract import DEFAULT_TTL, DEFAULT_USER, MAX_TTL
+from .contract import DEFAULT_TTL, DEFAULT_USER, MAX_TTL, RESERVED_LABEL_PREFIX
 from .errors import SandboxError
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
@@ -115,6 +115,12 @@ class SandboxSpec:
             raise SandboxError(f"cpus must be more than 0, not {self.cpus}.")
         if self.pids is not None and self.pids < 1:
             raise SandboxError(f"pids must be 1 or more, not {self.pids}.")
+        reserved = sorted(k for k in self.labels if str(k).startswith(RESERVED_LABEL_PREFIX))
+        if reserved:
+            raise SandboxError(
+                f"labels {', '.join(reserved)} are reserved ({RESERVED_LABEL_PREFIX}*: the "
+                "library sets them): use a prefix of your own."
+            )
         check_ttl(self.ttl, max_ttl)
 
 

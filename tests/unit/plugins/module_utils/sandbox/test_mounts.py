@@ -113,16 +113,10 @@ while True:
         pytest.param(
             ["unshare", "--mount", "--propagation", "private"], id="another-mount-namespace"
         ),
-        pytest.param(
-            ["unshare", "--net"],
-            id="another-network-namespace",
-            marks=pytest.mark.xfail(
-                strict=True, reason="review of e52ca94: a reused pid passed for the host's daemon"
-            ),
-        ),
+        pytest.param(["unshare", "--net"], id="another-network-namespace"),
     ],
 )
-def test_a_daemon_is_the_hosts_only_in_our_mount_namespace(
+def test_a_daemon_is_the_hosts_only_in_our_mount_and_network_namespaces(
     tmp_path: Path, namespace: list[str]
 ) -> None:
     path = str(tmp_path / "docker.sock")
@@ -147,7 +141,6 @@ def test_a_path_that_is_no_socket_is_not_a_host_daemon(tmp_path: Path) -> None:
     assert mounts.host_daemon(str(tmp_path / "missing")) is False
 
 
-@pytest.mark.xfail(strict=True, reason="review of e52ca94: a mount below the source was hidden")
 def test_what_is_mounted_below_a_source_is_what_the_sandbox_sees(root: Path) -> None:
     """The staged source is a recursive bind, as Docker's own was: an operator's mount below
     the source stays over what it hides, never the hidden files instead."""

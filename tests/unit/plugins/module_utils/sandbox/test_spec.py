@@ -74,9 +74,6 @@ def test_spec_check_refuses_bad_values() -> None:
             SandboxSpec(image="img", **bad).check()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review of e52ca94: spec labels could forge the library's own"
-)
 @pytest.mark.parametrize(
     "key", [LABEL, LABEL_MOUNTS, LABEL_EXPIRES, EGRESS_POLICY_LABEL, f"{RESERVED_LABEL_PREFIX}x"]
 )
