@@ -763,7 +763,6 @@ def closed_within(conn: socket.socket, seconds: float) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 5: no admission bound, no tunnel end")
 def test_a_tunnel_its_client_closed_ends_and_frees_its_slot(
     bounded: tuple[int, Silent],
 ) -> None:
@@ -777,14 +776,12 @@ def test_a_tunnel_its_client_closed_ends_and_frees_its_slot(
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 5: no admission bound, no tunnel end")
 def test_a_tunnel_ends_at_the_maximum_lifetime(bounded: tuple[int, Silent]) -> None:
     port, silent = bounded
     with open_tunnel(port, silent.port) as conn:
         assert closed_within(conn, 3 + 3), "a tunnel outlived max_lifetime"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 5: no admission bound, no tunnel end")
 def test_requests_beyond_the_waiting_bound_are_refused_not_queued(
     bounded: tuple[int, Silent],
 ) -> None:

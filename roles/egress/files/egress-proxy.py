@@ -20,6 +20,7 @@ Python standard library only: it runs on the host, outside every sandbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
@@ -316,6 +317,13 @@ class Proxy:
         # connections of any kind, so no tenant's silent or held connections starve another.
         self.clients = asyncio.Semaphore(int(config.get("max_clients", 256)))
         self.per_client = int(config.get("max_per_client", 64))
+        # Requests allowed but waiting for a slot: at most max_waiting, each for at most
+        # head_timeout (the deadline of a request's head too); beyond either, 503.
+        self.head_timeout = float(config.get("head_timeout", 10))
+        self.max_waiting = int(config.get("max_waiting", 256))
+        self.waiting = 0
+        # The longest a tunnel or a request may last, however busy both sides are.
+        self.max_lifetime = float(config.get("max_lifetime", 3600))
         self.open: dict[str, int] = {}
         self.counts: dict[str, Any] = {"allow": 0, "deny": 0, "status": {}}
 
@@ -370,7 +378,7 @@ class Proxy:
         refused = None
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
             except (
                 TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError
             ) as exc:  # fmt: skip
@@ -379,7 +387,7 @@ class Proxy:
             target = f"{ascii(host)[1:-1][:100]}:{port}"  # hostile bytes escaped in logs
             host = self.policy.check_target(host, port)
             target = f"{host}:{port}"
-            async with self.clients:
+            async with self.admitted():
                 addrs = await resolve(self.policy, host, port)
                 up_reader, up_writer, addr = await self.connect(host, addrs, port)
                 self.log("allow", client, target, method=method, address=addr)
@@ -393,10 +401,17 @@ class Proxy:
                     to_upstream = self.body(reader, up_writer, length)
                 both = [asyncio.ensure_future(to_upstream),
                         asyncio.ensure_future(self.pipe(up_reader, writer))]  # fmt: skip
+                # A tunnel ends when either side ends (a client that closed its side is not
+                # held until the upstream closes); a request once its response is through.
+                # Neither outlives max_lifetime.
+                ends = asyncio.FIRST_COMPLETED if upstream is None else asyncio.ALL_COMPLETED
                 try:
-                    await asyncio.gather(*both)
+                    done, _ = await asyncio.wait(both, timeout=self.max_lifetime,
+                                                 return_when=ends)  # fmt: skip
+                    for side in done:
+                        side.exception()  # retrieved: a refusal in the tunnel is logged there
                 finally:
-                    for side in both:  # one side refused or failed: the other stops too
+                    for side in both:  # one side ended, refused or failed: the other stops
                         side.cancel()
                     up_writer.close()
         except Refused as exc:
@@ -404,6 +419,25 @@ class Proxy:
         except (ConnectionError, OSError):
             pass
         await self.finish(writer, client, target, refused)
+
+    @contextlib.asynccontextmanager
+    async def admitted(self) -> Any:
+        """One of the proxy's slots, for a request whose head was read and allowed; 503 when
+        max_waiting requests wait already, or the wait passes head_timeout."""
+        if self.waiting >= self.max_waiting:
+            raise Refused(503, f"{self.waiting} requests wait for this proxy already: try later")
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self.clients.acquire(), self.head_timeout)
+        except TimeoutError as exc:
+            raise Refused(503, f"no slot of this proxy came free in {self.head_timeout:g} s: "
+                               "try later") from exc  # fmt: skip
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self.clients.release()
 
     async def finish(
         self, writer: asyncio.StreamWriter, client: str, target: str, refused: Refused | None
