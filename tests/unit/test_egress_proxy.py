@@ -728,14 +728,14 @@ class Silent:
 
 @pytest.fixture
 def bounded() -> Iterator[tuple[int, Silent]]:
-    """A proxy with one slot, one waiting place, 1 s deadlines and 3 s lifetimes, in front of
-    an upstream that never answers."""
+    """A proxy with one slot, one waiting place, 1 s deadlines and grace, 3 s lifetimes, in
+    front of an upstream that never answers."""
     silent = Silent()
     config = {
         "policy": "b", "deny": [], "nonpublic": [], "exempt": [],
         "rules": [{"host": "localhost", "port": silent.port}],
         "max_clients": 1, "max_waiting": 1, "head_timeout": 1, "idle_timeout": 30,
-        "max_lifetime": 3,
+        "max_lifetime": 3, "close_grace": 1,
     }  # fmt: skip
     with proxy_on_loopback(config) as port:
         yield port, silent
@@ -766,12 +766,13 @@ def closed_within(conn: socket.socket, seconds: float) -> bool:
 def test_a_tunnel_its_client_closed_ends_and_frees_its_slot(
     bounded: tuple[int, Silent],
 ) -> None:
-    """A tenant's closed tunnel is not held (with its slot) until the upstream closes."""
+    """A tenant's closed tunnel is not held (with its slot) until the upstream closes: the
+    answer may come for close_grace seconds (1 here), then both sides are closed."""
     port, silent = bounded
     with open_tunnel(port, silent.port) as conn:
         conn.sendall(b"\x17\x03\x03\x00\x01x")  # application data: the tunnel is piping
         conn.shutdown(socket.SHUT_WR)
-        assert closed_within(conn, 2), "the proxy held a tunnel its client had closed"
+        assert closed_within(conn, 2.5), "the proxy held a tunnel its client had closed"
     with open_tunnel(port, silent.port):  # the proxy's one slot is free again
         pass
 
@@ -804,3 +805,18 @@ def test_requests_beyond_the_waiting_bound_are_refused_not_queued(
         began = time.monotonic()
         assert slow.recv(65536).startswith(b"HTTP/1.1 400 ")
         assert time.monotonic() - began < 2.5
+
+
+def test_a_tunnel_client_that_closed_its_side_still_gets_the_answer(
+    running_proxy: int, upstream: int
+) -> None:
+    """`printf 'CONNECT ...GET ...' | nc`: the client closes its side after the request; the
+    answer still comes (within close_grace), then the tunnel ends."""
+    with socket.create_connection(("127.0.0.1", running_proxy), timeout=5) as conn:
+        conn.sendall(f"CONNECT localhost:{upstream} HTTP/1.1\r\n\r\nGET /half HTTP/1.0\r\n\r\n"
+                     .encode())  # fmt: skip
+        conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while data := conn.recv(65536):
+            answer += data
+    assert b"upstream /half" in answer, answer

@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import sys
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -324,6 +325,7 @@ class Proxy:
         self.waiting = 0
         # The longest a tunnel or a request may last, however busy both sides are.
         self.max_lifetime = float(config.get("max_lifetime", 3600))
+        self.close_grace = float(config.get("close_grace", 10))
         self.open: dict[str, int] = {}
         self.counts: dict[str, Any] = {"allow": 0, "deny": 0, "status": {}}
 
@@ -401,13 +403,18 @@ class Proxy:
                     to_upstream = self.body(reader, up_writer, length)
                 both = [asyncio.ensure_future(to_upstream),
                         asyncio.ensure_future(self.pipe(up_reader, writer))]  # fmt: skip
-                # A tunnel ends when either side ends (a client that closed its side is not
-                # held until the upstream closes); a request once its response is through.
-                # Neither outlives max_lifetime.
+                # A request ends once its response is through; a tunnel when the upstream
+                # ends, or close_grace seconds after its client closed its side (the answer
+                # to what it sent may still come; the client is not held, with its slot,
+                # until the upstream closes). Neither outlives max_lifetime.
                 ends = asyncio.FIRST_COMPLETED if upstream is None else asyncio.ALL_COMPLETED
+                lifetime = time.monotonic() + self.max_lifetime
                 try:
-                    done, _ = await asyncio.wait(both, timeout=self.max_lifetime,
-                                                 return_when=ends)  # fmt: skip
+                    done, pending = await asyncio.wait(both, timeout=self.max_lifetime,
+                                                       return_when=ends)  # fmt: skip
+                    if both[0] in done and pending:
+                        grace = min(self.close_grace, lifetime - time.monotonic())
+                        done |= (await asyncio.wait(pending, timeout=max(grace, 0)))[0]
                     for side in done:
                         side.exception()  # retrieved: a refusal in the tunnel is logged there
                 finally:
