@@ -136,7 +136,8 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
         try:
             if mountable:  # Docker is given what was checked, never the name (mounts.py)
                 token, staged = mounts.stage(mountable, self.workspace_root)
-                kwargs["mounts"], kwargs["labels"][LABEL_MOUNTS] = mounts.binds(staged), token
+                kwargs["mounts"] = mounts.docker_mounts(staged)
+                kwargs["labels"][LABEL_MOUNTS] = token
             container = self.client.containers.create(spec.image, **kwargs)
             if start:
                 self.start(container)

@@ -65,7 +65,7 @@ def host_daemon(socket_path: str) -> bool:
     )
 
 
-def binds(mounts: list[Mount]) -> list[dict[str, Any]]:
+def docker_mounts(mounts: list[Mount]) -> list[dict[str, Any]]:
     """Docker's Mounts for these mounts: bind mounts of existing sources (unlike the older
     Binds, Docker never makes a missing source; it refuses the container)."""
     return [{"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
