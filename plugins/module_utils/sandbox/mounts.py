@@ -42,7 +42,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def host_daemon(socket_path: str) -> bool:
     """Whether the process listening at socket_path (as the kernel reports it, not as the
-    daemon says) runs in this process's mount namespace. Anything unknown is False."""
+    daemon says) runs in this process's mount namespace, and the socket listens in this
+    process's network namespace. Anything unknown is False."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
@@ -72,13 +73,22 @@ def docker_mounts(mounts: list[Mount]) -> list[dict[str, Any]]:
             for m in mounts]  # fmt: skip
 
 
+def mount_points() -> set[str]:
+    """This mount namespace's mount points (/proc/self/mountinfo, octal escapes undone): a
+    bind mount from the same filesystem is one too, which os.path.ismount cannot tell."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
+        points = [line.split(" ")[4] for line in info if line.count(" ") >= 5]
+    return {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), p) for p in points}
+
+
 def missing(attrs: dict[str, Any], staging: str = STAGING_ROOT) -> list[str]:
     """The staged sources a container's inspect data names that are no longer mounted (a
     reboot empties /run; a removal elsewhere released them)."""
     host = attrs.get("HostConfig") if isinstance(attrs, dict) else None
     sources = [m.get("Source") for m in (host or {}).get("Mounts") or [] if isinstance(m, dict)]
-    return [s for s in sources if isinstance(s, str) and s.startswith(staging.rstrip("/") + "/")
-            and not os.path.ismount(s)]  # fmt: skip
+    staged = [s for s in sources if isinstance(s, str) and s.startswith(staging.rstrip("/") + "/")]
+    points = mount_points() if staged else set()
+    return [s for s in staged if s not in points]
 
 
 def _staging_root(staging: str) -> str:

@@ -153,3 +153,19 @@ def test_what_is_mounted_below_a_source_is_what_the_sandbox_sees(root: Path) -> 
     mounts.release(token, str(staging))
     subprocess.run(["umount", str(ws / "job" / "sub")], check=True)
     assert mounted_below(root) == []
+
+
+def test_a_staged_mount_is_seen_as_mounted_until_released(root: Path) -> None:
+    """missing() tells a released staged source from a mounted one, also when the source and
+    the staging root are on one filesystem (here both under tmp_path, where os.path.ismount
+    sees no mount point) and the source is a file."""
+    ws, staging = root / "ws", root / "staging"
+    token, staged = mounts.stage(
+        [Mount(f"{ws}/job/sub", "/w"), Mount(f"{ws}/job/notes", "/n")], str(ws), str(staging)
+    )
+    attrs = {"HostConfig": {"Mounts": [{"Source": m.source} for m in staged]
+                            + [{"Source": "/var/lib/other"}, "junk"]}}  # fmt: skip
+    assert mounts.missing(attrs, str(staging)) == []
+    mounts.release(token, str(staging))
+    assert mounts.missing(attrs, str(staging)) == [m.source for m in staged]
+    assert mounts.missing({"HostConfig": None}, str(staging)) == []
