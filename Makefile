@@ -99,7 +99,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	      $(STAGE) lint 60 $(MAKE) --no-print-directory lint \
 	      && $(STAGE) unit 150 $(MAKE) --no-print-directory unit \
 	      && $(STAGE) build-sanity 150 $(MAKE) --no-print-directory sanity \
-	      && $(STAGE) integration 780 $(MAKE) --no-print-directory integration \
+	      && $(STAGE) integration 900 $(MAKE) --no-print-directory integration \
 	           PYTEST_ARGS=--ignore=$(VM_LAB_TESTS) \
 	      && $(STAGE) molecule-default 760 $(MAKE) --no-print-directory molecule SCENARIOS=default \
 	      && $(STAGE) molecule-outer_dind 480 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
