@@ -18,41 +18,33 @@ import contextlib
 import io
 import json
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_egress_proxy import proxy, proxy_on_loopback
+from test_egress_proxy import LoopbackServer, proxy, proxy_on_loopback
 
 EXAMPLES = 10_000
 
 
-class Listener:
+class Listener(LoopbackServer):
     """A TCP listener that counts the connections it accepts; each gets one small answer
     once it has sent something or closed its side."""
 
     def __init__(self, address: str, port: int = 0) -> None:
-        self.server = socket.create_server((address, port))
-        self.port = self.server.getsockname()[1]
         self.accepted = 0
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__(address, port)
 
-    def serve(self) -> None:
-        while True:
+    def handle(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        with conn:
             try:
-                conn, _ = self.server.accept()
+                conn.settimeout(2)
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
             except OSError:
-                return
-            self.accepted += 1
-            with conn:
-                try:
-                    conn.settimeout(2)
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                except OSError:
-                    pass
+                pass
 
 
 @pytest.fixture(scope="module")

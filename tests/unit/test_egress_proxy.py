@@ -311,14 +311,13 @@ def upstream() -> Iterator[int]:
     server.shutdown()
 
 
-class Recorder:
-    """An upstream that keeps every byte each connection sent it (until the client has been
-    quiet for 0.5 s), then answers one small response and closes."""
+class LoopbackServer:
+    """A TCP server on loopback whose handle() gets each accepted connection, in turn, on a
+    thread of its own (the upstreams and listeners of the proxy's tests)."""
 
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, address: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = socket.create_server((address, port))
         self.port = self.server.getsockname()[1]
-        self.received: list[bytes] = []
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self) -> None:
@@ -327,16 +326,31 @@ class Recorder:
                 conn, _ = self.server.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(0.5)
-                data = b""
-                try:
-                    while chunk := conn.recv(65536):
-                        data += chunk
-                except TimeoutError:
-                    pass
-                self.received.append(data)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class Recorder(LoopbackServer):
+    """An upstream that keeps every byte each connection sent it (until the client has been
+    quiet for 0.5 s), then answers one small response and closes."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.5)
+            data = b""
+            try:
+                while chunk := conn.recv(65536):
+                    data += chunk
+            except TimeoutError:
+                pass
+            self.received.append(data)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
 
 @pytest.fixture(scope="module")
@@ -700,24 +714,17 @@ def test_every_decision_is_one_json_line_and_counted_in_a_file(
 # --- fair and bounded ------------------------------------------------------------------------
 
 
-class Silent:
+class Silent(LoopbackServer):
     """An upstream that reads whatever comes, never answers and never closes (not even once
     its client has closed its side)."""
 
     def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
         self.held: list[socket.socket] = []
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-            threading.Thread(target=self.drain, args=(conn,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        self.held.append(conn)
+        threading.Thread(target=self.drain, args=(conn,), daemon=True).start()
 
     def drain(self, conn: socket.socket) -> None:
         try:
