@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
@@ -170,7 +171,6 @@ def test_socket_is_root_only(host, tenant) -> None:
 def test_tenants_are_separate(host) -> None:
     a, b = inspect(host, "tenant-a"), inspect(host, "tenant-b")
     assert a["HostConfig"]["NetworkMode"] == contract().EGRESS_NETWORK_PREFIX + "lab"
-    assert b["HostConfig"]["NetworkMode"] == "none"
     vol = {
         t: next(m["Name"] for m in i["Mounts"] if m["Destination"] == "/var/lib/docker")
         for t, i in (("a", a), ("b", b))
@@ -184,3 +184,48 @@ def test_tenants_are_separate(host) -> None:
         assert started not in in_b
     finally:
         host.run(f"docker -H unix://{socket('tenant-a')} rm -f {started}")
+
+
+# Root in an outer (a sandbox that escaped gVisor) probing every IPv4 address of the lab host
+# on a port the test listens on, then printing the routes and addresses it has.
+PROBE = (
+    'for a in {addrs}; do timeout 3 bash -c "echo > /dev/tcp/$a/{port}" 2>/dev/null '
+    "&& echo REACHED $a; done; echo ROUTES; ip route; ip -6 route; echo LINKS; ip -o link"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 7: an outer without egress has a bridge")
+def test_root_in_an_outer_without_egress_has_no_way_out(host) -> None:
+    """tenant-b names no egress policy and no network: the role's default. Root in it reaches
+    none of the lab host's addresses and has no route at all. Red control: the same probe from
+    a container on a bridge network like the one such an outer had before reaches the host."""
+    port = 18765
+    addrs = host.check_output("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1")
+    probe = PROBE.format(addrs=" ".join(addrs.split()), port=port)
+    listener = (
+        f"setsid -f timeout 120 python3 -m http.server {port} --bind 0.0.0.0 "
+        "</dev/null >/dev/null 2>&1"
+    )
+    host.check_output(listener)
+    image = inspect(host, "tenant-b")["Config"]["Image"]
+    net = "fortress-test-nat"
+    try:
+        host.check_output(
+            f"docker network create -o com.docker.network.bridge.enable_icc=false {net}"
+        )
+        control = host.check_output(
+            f"docker run --rm --network {net} --entrypoint bash {image} -c '{probe}'"
+        )
+        assert "REACHED" in control, control  # the probe sees a way out where there is one
+        got = host.check_output(f"docker exec fortress-outer-tenant-b bash -c '{probe}'")
+    finally:
+        host.run(f"docker network rm {net}")
+        host.run(f"pkill -f 'http.server {port}'")
+    assert "REACHED" not in got, got
+    assert inspect(host, "tenant-b")["HostConfig"]["NetworkMode"] == "none"
+    routes = got.split("ROUTES")[1].split("LINKS")[0]
+    assert routes.split() == [], got  # no route, IPv4 or IPv6
+    links = [line.split(":")[1].strip() for line in got.split("LINKS")[1].strip().splitlines()]
+    assert links == ["lo"], got
+    # The role's own default is that, not only the lab's.
+    assert ROLE_DEFAULTS["outer_sandbox_instance_defaults"].get("network") is None
