@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
@@ -194,7 +193,6 @@ PROBE = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 7: an outer without egress has a bridge")
 def test_root_in_an_outer_without_egress_has_no_way_out(host) -> None:
     """tenant-b names no egress policy and no network: the role's default. Root in it reaches
     none of the lab host's addresses and has no route at all. Red control: the same probe from
