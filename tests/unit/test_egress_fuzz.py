@@ -114,6 +114,8 @@ def heads(draw: st.DrawFn, ports: tuple[int, int]) -> bytes:
     version = draw(st.sampled_from(VERSIONS))
     fields = draw(st.lists(st.sampled_from(HEADERS) | st.text(max_size=20).map(
         lambda t: t.replace("\r\n", "")), max_size=4))  # fmt: skip
+    if draw(st.booleans()):  # HTTP/1.1 needs a Host header (h11 refuses a head without one)
+        fields.insert(0, f"Host: {authority}")
     line = " ".join(part for part in (method, target, version) if part)
     head = "\r\n".join([line, *fields]).encode("utf-8", "surrogatepass")
     return head.replace(b"\r\n\r\n", b"\r\n") + b"\r\n\r\n"

@@ -280,13 +280,39 @@ def test_request_heads_are_parsed_and_rewritten() -> None:
     # credentials go upstream, one request per connection.
     assert upstream == (b"GET /v1?q=1 HTTP/1.1\r\nHost: api.example.com:8080\r\nAccept: */*\r\n"
                         b"Connection: close\r\n\r\n")  # fmt: skip
-    assert proxy.parse_head(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n")[:3] == (
+    assert proxy.parse_head(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: h\r\n\r\n")[:3] == (
         "CONNECT", "2001:db8::1", 443)  # fmt: skip
-    for bad in (b"GET https://api.example.com/ HTTP/1.1\r\n\r\n", b"CONNECT api HTTP/1.1\r\n\r\n",
-                b"nonsense\r\n\r\n"):  # fmt: skip
+    for bad in (b"GET https://api.example.com/ HTTP/1.1\r\nHost: h\r\n\r\n",
+                b"CONNECT api HTTP/1.1\r\nHost: h\r\n\r\n", b"nonsense\r\n\r\n"):  # fmt: skip
         with pytest.raises(proxy.Refused) as refused:
             proxy.parse_head(bad)
         assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET http://api.example.com/ HTTP/1.1\r\n\r\n",  # HTTP/1.1 without Host
+        b"CONNECT api.example.com:443 HTTP/1.1\r\n\r\n",
+        b"GET http://api.example.com/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    ],
+)
+def test_a_head_the_http_parser_refuses_is_one_refusal(head: bytes) -> None:
+    """Past our own check, h11 parses the head: what it refuses (RFC 9112 wants a 400 for
+    an HTTP/1.1 request without exactly one Host) is a 400 naming the problem and the fix."""
+    with pytest.raises(proxy.Refused) as refused:
+        proxy.parse_head(head)
+    assert refused.value.status == 400 and ": send " in refused.value.reason, refused.value.reason
+
+
+def test_what_goes_upstream_is_written_from_the_parsed_head() -> None:
+    """h11's parsed fields, not the client's bytes: the value's surrounding whitespace is
+    gone, its casing and order kept, the version the client's."""
+    upstream = proxy.parse_head(
+        b"GET http://api.example.com/p HTTP/1.0\r\nX-One:   a b  \r\nx-two:c\r\n\r\n"
+    )[3]
+    assert upstream == (b"GET /p HTTP/1.0\r\nHost: api.example.com\r\nX-One: a b\r\n"
+                        b"x-two: c\r\nConnection: close\r\n\r\n")  # fmt: skip
 
 
 # --- a real proxy on loopback ---------------------------------------------------------------
@@ -433,7 +459,7 @@ def test_the_proxy_forwards_an_allowed_request_with_connection_close(
 def test_the_proxy_tunnels_connect_with_the_bytes_sent_after_it(
     running_proxy: int, upstream: int
 ) -> None:
-    answer = ask(running_proxy, f"CONNECT 127.0.0.1:{upstream} HTTP/1.1\r\n\r\n"
+    answer = ask(running_proxy, f"CONNECT 127.0.0.1:{upstream} HTTP/1.1\r\nHost: h\r\n\r\n"
                                 "GET /t HTTP/1.0\r\n\r\n".encode())  # fmt: skip
     assert answer.startswith("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.0 200"), answer
     assert answer.endswith("upstream /t None"), answer
@@ -474,7 +500,7 @@ def test_a_name_outside_host_name_syntax_is_refused_before_any_lookup(
     """Control: well-formed names under the same rule pass the same check (no lookup made:
     tests resolve nothing outside this machine)."""
     for method_target in (f"CONNECT {name}:{upstream}", f"GET http://{name}:{upstream}/x"):
-        answer = ask(running_proxy, f"{method_target} HTTP/1.1\r\n\r\n".encode())
+        answer = ask(running_proxy, f"{method_target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
         assert answer.startswith("HTTP/1.1 400 "), (name, answer)
         reasons = ("is not a host name", "is visible ASCII only", "malformed request line")
         assert any(reason in answer for reason in reasons), answer
@@ -506,12 +532,14 @@ def test_a_header_line_the_upstream_would_split_differently_is_refused(
     """Nothing of such a head reaches the upstream (which echoes its Connection header: an
     injected keep-alive would show). Control: the same field, well formed, is forwarded and
     replaced by the proxy's own Connection: close."""
-    head = f"GET http://localhost:{upstream}/x HTTP/1.1\r\n{SMUGGLED_HEADS[case]}\r\n\r\n"
+    head = f"GET http://localhost:{upstream}/x HTTP/1.1\r\nHost: h\r\n{SMUGGLED_HEADS[case]}"
+    head += "\r\n\r\n"
     answer = ask(running_proxy, head.encode())
     assert answer.startswith("HTTP/1.1 400 ") and "upstream /x" not in answer, answer
     assert "request head" in answer, answer
     control = (
-        f"GET http://localhost:{upstream}/x HTTP/1.1\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\n"
+        f"GET http://localhost:{upstream}/x HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n"
+        "Connection: keep-alive\r\n\r\n"
     )
     assert ask(running_proxy, control.encode()).endswith("upstream /x close")
 
@@ -522,8 +550,8 @@ def test_only_one_request_and_its_body_reach_the_upstream(
     """A second request pipelined after an allowed one (here with another Host, as domain
     fronting would send) went upstream unparsed; only the first request's head and its
     Content-Length body may reach it. Control: that body arrives whole."""
-    first = (f"POST http://localhost:{recorder.port}/a HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
-             "hello")  # fmt: skip
+    first = (f"POST http://localhost:{recorder.port}/a HTTP/1.1\r\nHost: h\r\n"
+             "Content-Length: 5\r\n\r\nhello")  # fmt: skip
     second = "GET /b HTTP/1.1\r\nHost: fronted.example\r\n\r\n"
     before = len(recorder.received)
     answer = ask(running_proxy, (first + second).encode())
@@ -541,7 +569,7 @@ def test_a_body_whose_length_is_ambiguous_is_refused(
     running_proxy: int, recorder: Recorder, framing: str
 ) -> None:
     before = len(recorder.received)
-    head = f"POST http://localhost:{recorder.port}/a HTTP/1.1\r\n{framing}\r\n\r\nhello"
+    head = f"POST http://localhost:{recorder.port}/a HTTP/1.1\r\nHost: h\r\n{framing}\r\n\r\nhello"
     answer = ask(running_proxy, head.encode())
     assert answer.startswith("HTTP/1.1 400 ") and "body" in answer, answer
     assert recorder.received[before:] == []
@@ -580,7 +608,7 @@ def client_hello(server_name: str) -> bytes:
 def tunnel_tls(port: int, target: str, hello: bytes) -> bytes:
     """CONNECT target, then send hello; every byte the proxy answers until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+        conn.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
         answer = b""
         while b"\r\n\r\n" not in answer:
             answer += conn.recv(65536)
@@ -668,7 +696,8 @@ def test_a_request_line_outside_http_syntax_is_one_refusal(
     """A method that is not a token (here one forging a log line), a version that is not
     HTTP/1.0 or 1.1, or a URL the parser cannot read: a 400 with a sentence, never a
     forwarded request or a connection dropped without an answer."""
-    answer = ask(running_proxy, (request_line.format(port=upstream) + "\r\n\r\n").encode())
+    head = request_line.format(port=upstream) + "\r\nHost: h\r\n\r\n"
+    answer = ask(running_proxy, head.encode())
     assert answer.startswith("HTTP/1.1 400 ") and "upstream" not in answer, answer
 
 
@@ -683,10 +712,10 @@ def test_every_decision_is_one_json_line_and_counted_in_a_file(
         "rules": [{"host": "localhost", "port": upstream}],
     }  # fmt: skip
     with proxy_on_loopback(config) as port:
-        assert ask(port, f"GET http://localhost:{upstream}/a HTTP/1.1\r\n\r\n".encode()).startswith(
-            "HTTP/1.0 200")  # fmt: skip
-        forged = 'CONNECT x.example:443\n{"decision": "allow"} HTTP/1.1\r\n\r\n'
-        for request in (forged, "CONNECT denied.example:443 HTTP/1.1\r\n\r\n"):
+        allowed = f"GET http://localhost:{upstream}/a HTTP/1.1\r\nHost: h\r\n\r\n"
+        assert ask(port, allowed.encode()).startswith("HTTP/1.0 200")
+        forged = 'CONNECT x.example:443\n{"decision": "allow"} HTTP/1.1\r\nHost: h\r\n\r\n'
+        for request in (forged, "CONNECT denied.example:443 HTTP/1.1\r\nHost: h\r\n\r\n"):
             assert ask(port, request.encode()).startswith("HTTP/1.1 4")
         for _ in range(40):
             if counters.exists() and json.loads(counters.read_text())["deny"] == 3:
@@ -758,7 +787,7 @@ def bounded() -> Iterator[tuple[int, Silent]]:
 def open_tunnel(port: int, upstream: int) -> socket.socket:
     """A CONNECT tunnel to localhost:upstream whose TLS ClientHello went through."""
     conn = socket.create_connection(("127.0.0.1", port), timeout=5)
-    conn.sendall(f"CONNECT localhost:{upstream} HTTP/1.1\r\n\r\n".encode())
+    conn.sendall(f"CONNECT localhost:{upstream} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
     assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
     conn.sendall(client_hello("localhost"))
     return conn
@@ -802,7 +831,7 @@ def test_requests_beyond_the_waiting_bound_are_refused_not_queued(
     """With the one slot held, one request may wait (head_timeout, then 503) and the next is
     refused at once; a head that never ends gets 400 at head_timeout."""
     port, silent = bounded
-    request = f"GET http://localhost:{silent.port}/ HTTP/1.1\r\n\r\n".encode()
+    request = f"GET http://localhost:{silent.port}/ HTTP/1.1\r\nHost: h\r\n\r\n".encode()
     with open_tunnel(port, silent.port):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as waiting:
             waiting.sendall(request)
@@ -826,8 +855,8 @@ def test_a_tunnel_client_that_closed_its_side_still_gets_the_answer(
     """`printf 'CONNECT ...GET ...' | nc`: the client closes its side after the request; the
     answer still comes (within close_grace), then the tunnel ends."""
     with socket.create_connection(("127.0.0.1", running_proxy), timeout=5) as conn:
-        conn.sendall(f"CONNECT localhost:{upstream} HTTP/1.1\r\n\r\nGET /half HTTP/1.0\r\n\r\n"
-                     .encode())  # fmt: skip
+        conn.sendall(f"CONNECT localhost:{upstream} HTTP/1.1\r\nHost: h\r\n\r\n"
+                     "GET /half HTTP/1.0\r\n\r\n".encode())  # fmt: skip
         conn.shutdown(socket.SHUT_WR)
         answer = b""
         while data := conn.recv(65536):
@@ -838,7 +867,7 @@ def test_a_tunnel_client_that_closed_its_side_still_gets_the_answer(
 def test_a_port_of_thousands_of_digits_is_one_refusal(running_proxy: int) -> None:
     for request in (f"CONNECT a.allowed.test:{'0' * 4400}443 HTTP/1.1",
                     f"GET http://localhost:{'0' * 4400}80/ HTTP/1.1"):  # fmt: skip
-        answer = ask(running_proxy, (request + "\r\n\r\n").encode())
+        answer = ask(running_proxy, (request + "\r\nHost: h\r\n\r\n").encode())
         assert answer.startswith("HTTP/1.1 400 "), answer
 
 
@@ -872,7 +901,8 @@ def test_one_tenants_slow_lookups_do_not_hold_another_tenants(upstream: int) -> 
         slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(12)]
         try:
             for n, conn in enumerate(slow):
-                conn.sendall(f"CONNECT slow{n}.example.test:{upstream} HTTP/1.1\r\n\r\n".encode())
+                head = f"CONNECT slow{n}.example.test:{upstream} HTTP/1.1\r\nHost: h\r\n\r\n"
+                conn.sendall(head.encode())
             time.sleep(0.3)
             began = time.monotonic()
             answer = ask(port, f"GET http://fast.example.test:{upstream}/f HTTP/1.0\r\n\r\n"
@@ -915,7 +945,7 @@ def test_a_name_with_thousands_of_addresses_is_tried_on_a_few(upstream: int) -> 
     try:
         with proxy_on_loopback(config) as port:
             began = time.monotonic()
-            answer = ask(port, b"CONNECT many.example.test:9 HTTP/1.1\r\n\r\n")
+            answer = ask(port, b"CONNECT many.example.test:9 HTTP/1.1\r\nHost: h\r\n\r\n")
             assert answer.startswith("HTTP/1.1 502 "), answer[:300]
             assert time.monotonic() - began < 3 and len(answer) < 2000, len(answer)
     finally:

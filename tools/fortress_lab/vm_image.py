@@ -65,6 +65,7 @@ RECIPES: dict[str, dict[str, Any]] = {
             "systemd-timesyncd",
             "python3-requests",
             "python3-docker",
+            "python3-h11",  # the egress role's, for its proxy
         ],
         # Installed from <suite>-backports (Debian 12's own runsc is the slow 2022 build),
         # as the gvisor role does; the build's backports source is removed afterwards.

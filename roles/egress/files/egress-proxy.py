@@ -13,8 +13,14 @@ only by an address rule naming that address and port): a permitted name that res
 either is refused, and the proxy connects to exactly the address it checked (no second
 lookup). Sandboxes get no DNS: names are resolved here, only for permitted requests.
 
+Request heads are parsed by h11 (Debian's python3-h11, which the egress role installs; its
+0.14.0-1.1 has CVE-2025-43859 fixed) behind a check of our own, since h11 itself reads a bare
+LF as a line end and joins folded lines: a head with a bare CR or LF, a control byte or a
+folded line is refused before h11 sees it, as is anything h11 refuses.
+
 Usage: egress-proxy CONFIG.json   (written by the fortress.agents.egress role)
-Python standard library only: it runs on the host, outside every sandbox.
+The standard library and h11 only: it runs on the host, outside every sandbox, under
+`python3 -I`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
+
+try:
+    import h11
+except ImportError:  # pragma: no cover - the role installs it; said in one sentence
+    sys.exit("egress-proxy: the h11 module is missing: install python3-h11 (the egress role does)")
 
 IP_FREEBIND = 15  # linux/in.h: bind an address the bridge does not carry yet
 IPV6_FREEBIND = 78  # linux/in6.h
@@ -262,17 +273,24 @@ def body_length(fields: list[str]) -> int:
     return int(lengths[0]) if lengths else 0
 
 
-def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
-    """(method, host, port, request to send upstream and the length of its body; None and
-    0 for CONNECT)."""
-    try:
-        text = head.decode("latin-1")
-        line, rest = text.partition("\r\n")[::2]
-        method, target, version = line.split(" ")
-    except ValueError as exc:
-        raise Refused(400, "malformed request line") from exc
-    if not TOKEN.fullmatch(method) or version not in ("HTTP/1.0", "HTTP/1.1"):
+# Request header fields never forwarded: the Host (the URL's authority replaces it), the
+# proxy's own, and hop-by-hop connection management (one request per connection).
+DROPPED = {b"host", b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
+
+
+def precheck(head: bytes) -> int:
+    """What h11 reads more leniently than an upstream might: each line must end in CRLF,
+    hold no other CR, LF or control byte, and the request line be METHOD TARGET HTTP/1.x;
+    a body is framed by one Content-Length (body_length, returned)."""
+    text = head.decode("latin-1")
+    line, rest = text.partition("\r\n")[::2]
+    parts = line.split(" ")
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
         raise Refused(400, "malformed request line: not METHOD TARGET HTTP/1.x")
+    if not VISIBLE.fullmatch(parts[1]):
+        # A URL parser drops some of these bytes (tabs, newlines) and a resolver stops at
+        # others (NUL): what is checked must be what was sent.
+        raise Refused(400, f"{ascii(parts[1])[1:-1][:100]}: a request target is visible ASCII only")
     fields = [f for f in rest.split("\r\n") if f]
     bad = next((f for f in fields if not FIELD_LINE.fullmatch(f)), None)
     if bad is not None:
@@ -281,10 +299,29 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
             f"malformed request head ({ascii(bad)[1:-1][:80]}): each header line is NAME: value, "
             "with no bare CR or LF and no folded line",
         )
-    if not VISIBLE.fullmatch(target):
-        # A URL parser drops some of these bytes (tabs, newlines) and a resolver stops at
-        # others (NUL): what is checked must be what was sent.
-        raise Refused(400, f"{ascii(target)[1:-1][:100]}: a request target is visible ASCII only")
+    return body_length(fields)
+
+
+def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
+    """(method, host, port, request to send upstream and the length of its body; None and
+    0 for CONNECT). The head is checked (precheck), then parsed by h11; what goes upstream
+    is written from h11's parsed fields, never from the client's bytes."""
+    length = precheck(head)
+    reader = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+    try:
+        reader.receive_data(head)
+        request = reader.next_event()
+    except h11.ProtocolError as exc:
+        reason = ascii(str(exc))[1:-1][:100]
+        raise Refused(
+            400,
+            f"not a valid HTTP request head ({reason}): send one (HTTP/1.1 needs a Host header)",
+        ) from exc
+    if not isinstance(request, h11.Request):
+        raise Refused(400, "incomplete request head")
+    method, target = request.method.decode("ascii"), request.target.decode("ascii")
+    version = "HTTP/" + request.http_version.decode("ascii")
+    headers = list(request.headers.raw_items())
     if method == "CONNECT":
         host, port = split_authority(target, None)
         return method, host, port, None, 0
@@ -296,22 +333,17 @@ def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
         raise Refused(
             400, f"{target[:80]}: send http:// URLs in absolute form, tunnel the rest with CONNECT"
         )
-    host, port = split_authority(url.netloc.rpartition("@")[2], 80)
+    authority = url.netloc.rpartition("@")[2]
+    host, port = split_authority(authority, 80)
     path = url.path or "/"
     if url.query:
         path += "?" + url.query
     # Host is the URL's authority, whatever the client wrote: a different Host header would
     # reach another site served from an allowed name's address (a CDN's, say).
-    headers = [
-        h for h in fields
-        if h.split(":", 1)[0].lower()
-        not in ("host", "proxy-connection", "proxy-authorization", "connection", "keep-alive")
-    ]  # fmt: skip
-    authority = url.netloc.rpartition("@")[2]
-    upstream = "\r\n".join(
-        [f"{method} {path} {version}", f"Host: {authority}", *headers, "Connection: close", "", ""]
-    )
-    return method, host, port, upstream.encode("latin-1"), body_length(fields)
+    kept = [b"%s: %s" % (name, value) for name, value in headers if name.lower() not in DROPPED]
+    first = [f"{method} {path} {version}".encode(), f"Host: {authority}".encode()]
+    upstream = b"\r\n".join([*first, *kept, b"Connection: close", b"", b""])
+    return method, host, port, upstream, length
 
 
 class Proxy:
