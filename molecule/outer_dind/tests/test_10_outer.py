@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
@@ -227,3 +228,18 @@ def test_root_in_an_outer_without_egress_has_no_way_out(host) -> None:
     assert links == ["lo"], got
     # The role's own default is that, not only the lab's.
     assert ROLE_DEFAULTS["outer_sandbox_instance_defaults"].get("network") is None
+
+
+# AF_VSOCK (40), SOCK_STREAM: vsock has no network namespaces, so a socket of it reaches the
+# hypervisor (CID 2), the machine's own vsock services and, on a host that runs VMs, the VMs.
+VSOCK = "perl -e 'socket(my $s, 40, 1, 0) ? print qq(OPEN) : print qq(REFUSED $!)'"
+
+
+@pytest.mark.xfail(strict=True, reason="attack review: AF_VSOCK is open in the outer")
+def test_root_in_an_outer_opens_no_vsock_socket(host, tenant) -> None:
+    """Network mode none closes every network namespace's way out, not vsock's: the outer's
+    seccomp profile refuses the socket (as Docker's own default profile does since 23.0).
+    Red control: root on the lab host, on the same kernel, opens one."""
+    assert host.check_output(VSOCK) == "OPEN"  # the kernel has vsock: the probe can see it
+    got = host.check_output(f"docker exec fortress-outer-{tenant} {VSOCK}")
+    assert got.startswith("REFUSED"), got
