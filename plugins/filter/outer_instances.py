@@ -18,7 +18,9 @@ description:
     adds the derived names the role uses for the instance (container, volume, host paths).
   - An item with C(egress) (an egress policy's name) gets that policy's network,
     C(fortress-egress-<policy>), instead of its C(network).
-  - Fails with one sentence when an item has no valid name or two items share a name.
+  - Fails with one sentence when an item has no valid name, two items share a name, or two
+    items share a network of their own (C(network), not an egress policy's): tenants never
+    share an L2 segment.
 positional: defaults, config_dir, socket_root
 options:
   _input:
@@ -103,6 +105,17 @@ def outer_instances(
                 "socket": f"{socket_root.rstrip('/')}/{name}/docker.sock",
             }
         )
+    owners: dict[str, str] = {}
+    for instance in out:
+        network = instance["network"]
+        if network and not instance["egress"] and instance.get("state") != "absent":
+            if network in owners:
+                raise AnsibleFilterError(
+                    f"outer_sandbox_instances: instances {owners[network]!r} and "
+                    f"{instance['name']!r} both name network {network!r}: give each its own "
+                    "(tenants never share one), for example 'fortress-outer-{name}'."
+                )
+            owners[network] = instance["name"]
     return out
 
 

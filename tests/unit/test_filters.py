@@ -58,21 +58,29 @@ def test_outer_seccomp_moves_refused_syscalls_out_of_every_rule_and_appends_ours
     docker = {
         "defaultAction": "SCMP_ACT_ERRNO",
         "syscalls": [
-            {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["read", "socket", "write"], "action": "SCMP_ACT_ALLOW"},
             {"names": ["fsopen", "mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["X"]}},
             {"names": ["move_mount"], "action": "SCMP_ACT_ALLOW"},
         ],
     }
+    # socket for every address family but AF_VSOCK (40), which the default action refuses.
+    vsock = {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]}  # fmt: skip
     got = build(docker, ["pivot_root"], ["fsopen", "move_mount"])
     assert got["defaultAction"] == "SCMP_ACT_ERRNO"
     assert got["syscalls"] == [
         {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
         {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["X"]}},
         {"names": ["fsopen", "move_mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        vsock,
         {"names": ["pivot_root"], "action": "SCMP_ACT_ALLOW"},
     ]
-    assert docker["syscalls"][1]["names"] == ["fsopen", "mount"], "the input was modified"
-    assert build(docker, [], []) == docker
+    assert docker["syscalls"][0]["names"] == ["read", "socket", "write"], "the input was modified"
+    assert build(docker, [], [])["syscalls"] == [
+        {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+        *docker["syscalls"][1:],
+        vsock,
+    ]
     with pytest.raises(ValueError, match="both allowed and refused"):
         build(docker, ["fsopen"], ["fsopen"])
 

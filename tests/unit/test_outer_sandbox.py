@@ -76,6 +76,17 @@ def test_instances_expand_names_and_defaults() -> None:
     assert got[1]["memory"] == "1g" and got[1]["network"] is None
 
 
+def test_instances_may_share_an_egress_policys_network_and_an_absent_ones() -> None:
+    """An egress policy's network is shared by design (its proxy and nftables bound it); an
+    absent instance's network is about to go."""
+    got = outer_instances(
+        [{"name": "a", "egress": "llm"}, {"name": "b", "egress": "llm"},
+         {"name": "c", "network": "n", "state": "absent"}, {"name": "d", "network": "n"}],
+        DEFAULTS, "/etc/f", "/run/f",
+    )  # fmt: skip
+    assert [i["network"] for i in got][1:] == [got[0]["network"], "n", "n"]
+
+
 def test_an_instance_on_an_egress_policy_gets_the_policys_network() -> None:
     got = outer_instances([{"name": "a", "egress": "llm"}], DEFAULTS, "/etc/f", "/run/f")[0]
     assert (got["egress"], got["network"]) == ("llm", contract().EGRESS_NETWORK_PREFIX + "llm")
@@ -92,6 +103,10 @@ def test_an_instance_on_an_egress_policy_gets_the_policys_network() -> None:
         ([{"name": "../x"}], "not a valid instance name"),
         ([{}], "None is not a valid instance name"),
         ([{"name": "a"}, {"name": "a"}], "'a' is used twice"),
+        (
+            [{"name": "a", "network": "shared"}, {"name": "b", "network": "shared"}],
+            "instances 'a' and 'b' both name network 'shared': give each its own",
+        ),
     ],
 )
 def test_bad_instances_are_refused_in_one_sentence(items, phrase) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
@@ -94,16 +93,27 @@ def test_outer_runs_our_seccomp_profile(host, tenant) -> None:
     profile = json.loads(seccomp[0].removeprefix("seccomp="))
     vendored = json.loads((REPO / "roles/outer_sandbox/files" / SECCOMP_DEFAULT).read_text())
     # Docker's default profile with the new mount API answered ENOSYS (taken out of its
-    # rules), then exactly one rule allowing the documented syscalls.
+    # rules), socket allowed for every address family but AF_VSOCK (taken out of the
+    # unconditional allow), then exactly one rule allowing the documented syscalls.
     enosys = ROLE_DEFAULTS["outer_sandbox_seccomp_enosys_syscalls"]
     assert profile["defaultAction"] == vendored["defaultAction"] == "SCMP_ACT_ERRNO"
+
+    def out(rule: dict) -> set:
+        plain = rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args")
+        return set(enosys) | ({"socket"} if plain else set())
+
     kept = [
-        {**rule, "names": [n for n in rule["names"] if n not in enosys]}
+        {**rule, "names": [n for n in rule["names"] if n not in out(rule)]}
         for rule in vendored["syscalls"]
-        if set(rule["names"]) - set(enosys)
+        if set(rule["names"]) - out(rule)
     ]
-    assert profile["syscalls"][:-2] == kept
-    assert profile["syscalls"][-2] == {"names": enosys, "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+    assert profile["syscalls"][:-3] == kept
+    assert profile["syscalls"][-3] == {"names": enosys, "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+    assert profile["syscalls"][-2] == {
+        "names": ["socket"],
+        "action": "SCMP_ACT_ALLOW",
+        "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}],
+    }
     assert profile["syscalls"][-1] == {
         "names": ROLE_DEFAULTS["outer_sandbox_seccomp_extra_syscalls"],
         "action": "SCMP_ACT_ALLOW",
@@ -235,7 +245,6 @@ def test_root_in_an_outer_without_egress_has_no_way_out(host) -> None:
 VSOCK = "perl -e 'socket(my $s, 40, 1, 0) ? print qq(OPEN) : print qq(REFUSED $!)'"
 
 
-@pytest.mark.xfail(strict=True, reason="attack review: AF_VSOCK is open in the outer")
 def test_root_in_an_outer_opens_no_vsock_socket(host, tenant) -> None:
     """Network mode none closes every network namespace's way out, not vsock's: the outer's
     seccomp profile refuses the socket (as Docker's own default profile does since 23.0).
