@@ -654,7 +654,19 @@ async def serve(config: dict[str, Any]) -> None:
     await asyncio.gather(*(s.serve_forever() for s in servers), *counting)
 
 
+def resolve_names_as_given() -> None:
+    """glibc's resolver looks a name that does not resolve up again with the host's search
+    domains appended (resolv.conf `search`): under a `*.domain` rule a tenant's NXDOMAIN
+    would reach an internal name's address that no rule names. An empty LOCALDOMAIN
+    replaces that list with none (resolv.conf(5)); /etc/hosts names resolve as before. No
+    alias file (HOSTALIASES) and no options from the environment (RES_OPTIONS) either."""
+    os.environ["LOCALDOMAIN"] = ""
+    os.environ.pop("HOSTALIASES", None)
+    os.environ.pop("RES_OPTIONS", None)
+
+
 def main(argv: list[str]) -> int:
+    resolve_names_as_given()
     if len(argv) != 2:
         print("usage: egress-proxy CONFIG.json", file=sys.stderr)
         return 2
