@@ -109,10 +109,37 @@ def test_the_proxys_user_reaches_no_private_address_but_root_does(world: adv.Lab
     failed): the world's private server answers root on the same host (the control), never
     the proxy's user."""
     assert "world:private" in world.sh(DIRECT)
-    out = world.sh(
-        f"setpriv --reuid=fortress-egress --regid=fortress-egress --clear-groups {DIRECT}"
-    )
+    out = world.sh(AS_PROXY + DIRECT)
     assert "world:private" not in out and "timed out" in out, out
+
+
+# One DNS query (UDP) to ADDRESS:53: "ANSWERED" or "NONE" within 2 s.
+QUERY = (
+    "python3 -c 'import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    's.settimeout(2); q = bytes.fromhex("12340100000100000000000004746573740000010001"); '
+    "s.sendto(q, (sys.argv[1], 53)); "
+    'print("ANSWERED" if s.recv(512)[:2] == q[:2] else "NONE")\' {address} 2>&1 | tail -1'
+)
+AS_PROXY = "setpriv --reuid=fortress-egress --regid=fortress-egress --clear-groups "
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: DNS is open to any non-public or host address")
+def test_the_proxys_user_reaches_dns_only_at_the_hosts_resolvers(world: adv.LabHost) -> None:
+    """DNS (port 53) is the proxy user's way to the host's resolvers (resolv.conf), not to
+    any resolver on a non-public or host address: the world's private 10.99.0.10 and the
+    host's own 127.0.0.1 answer root (the control), never the proxy's user. The table names
+    the host's resolvers."""
+    for address in ("10.99.0.10", "127.0.0.1"):
+        assert world.sh(QUERY.format(address=address)) == "ANSWERED", address
+        got = world.sh(AS_PROXY + QUERY.format(address=address))
+        assert got != "ANSWERED", (address, got)
+    resolvers = [
+        line.split()[1] for line in world.sh("cat /etc/resolv.conf").splitlines()
+        if line.startswith("nameserver")
+    ]  # fmt: skip
+    table = world.sh(f"nft list table {egress.TABLE}")
+    dns = [line for line in table.splitlines() if "dport 53 accept" in line]
+    assert resolvers and all(any(r in line for line in dns) for r in resolvers), dns
 
 
 def test_without_the_firewall_the_host_is_reachable_and_the_role_restores_it(
