@@ -123,7 +123,6 @@ QUERY = (
 AS_PROXY = "setpriv --reuid=fortress-egress --regid=fortress-egress --clear-groups "
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: DNS is open to any non-public or host address")
 def test_the_proxys_user_reaches_dns_only_at_the_hosts_resolvers(world: adv.LabHost) -> None:
     """DNS (port 53) is the proxy user's way to the host's resolvers (resolv.conf), not to
     any resolver on a non-public or host address: the world's private 10.99.0.10 and the
