@@ -71,6 +71,10 @@ BAD_INPUT = {
         {"egress_policies": [{"name": "lab", "allow": ["198.51.100.10"]}]},
         ["egress_policies", "names an address", "198.51.100.10/32:PORT"],
     ),
+    "egress resolver that is not an address": (
+        {"egress_proxy_resolvers": ["dns.example"]},
+        ["egress_proxy_resolvers", "dns.example is not an IP address"],
+    ),
     "url source without a checksum": (
         {"gvisor_source": "url", "gvisor_url": "http://mirror.invalid/runsc"},
         ["gvisor_url_sha512"],
