@@ -164,13 +164,18 @@ def test_denied_addresses_are_refused_whatever_named_them(addr: str) -> None:
 DEFAULTS = yaml.safe_load((ROOT / "roles" / "egress" / "defaults" / "main.yml").read_text())
 
 
-def default_policy(*rules: str) -> object:
-    """A policy with the role's default deny and non-public lists."""
-    return proxy.Policy({
+def policy_config(*rules: str) -> dict:
+    """A policy's configuration with the role's default deny and non-public lists."""
+    return {
         "policy": "p", "rules": expand(*rules)["rules"], "deny": DEFAULTS["egress_deny_cidrs"],
         "nonpublic": DEFAULTS["egress_nonpublic_cidrs"],
         "exempt": DEFAULTS["egress_nonpublic_exempt_cidrs"],
-    })  # fmt: skip
+    }  # fmt: skip
+
+
+def default_policy(*rules: str) -> object:
+    """A policy with the role's default deny and non-public lists."""
+    return proxy.Policy(policy_config(*rules))
 
 
 def resolved(policy: object, host: str, port: int, answer: str) -> list[str]:
@@ -219,6 +224,29 @@ def test_a_permitted_name_resolving_off_the_public_internet_is_refused(addr: str
     with pytest.raises(proxy.Refused) as refused:
         resolved(default_policy("api.example.com"), "api.example.com", 443, addr)
     assert refused.value.status == 403, refused.value.reason
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: only the well-known NAT64 prefix is known")
+@pytest.mark.parametrize(
+    ("prefix", "addr"),
+    [
+        ("2600:1f00:64::/96", "2600:1f00:64::a00:1"),  # the network's own /96, 10.0.0.1
+        ("2600:1f00:64::/64", "2600:1f00:64:0:a:0:100::"),  # a /64 (RFC 6052: bits 72-103)
+        ("2600:1f00::/32", "2600:1f00:a9fe:a9fe::"),  # a /32 carrying 169.254.169.254
+    ],
+)
+def test_an_address_of_the_networks_own_nat64_prefix_is_checked_as_the_ipv4_it_carries(
+    prefix: str, addr: str
+) -> None:
+    """Where the host's network translates its own NAT64 prefix (DNS64 synthesises private
+    names into it), an address there reaches the IPv4 address it embeds: checked as that
+    address. Control: the same address passes where the prefix is not the network's."""
+    policy = default_policy("*.example.com:443")
+    assert resolved(policy, "a.example.com", 443, addr) == [addr]
+    policy.__init__({**policy_config("*.example.com:443"), "nat64": [prefix]})
+    with pytest.raises(proxy.Refused) as refused:
+        resolved(policy, "a.example.com", 443, addr)
+    assert refused.value.status == 403
 
 
 @pytest.mark.parametrize("addr", ["93.184.216.34", "2606:2800:220:1::1", "64:ff9b::5db8:d822",
