@@ -226,7 +226,6 @@ def test_a_permitted_name_resolving_off_the_public_internet_is_refused(addr: str
     assert refused.value.status == 403, refused.value.reason
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: only the well-known NAT64 prefix is known")
 @pytest.mark.parametrize(
     ("prefix", "addr"),
     [

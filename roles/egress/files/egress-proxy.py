@@ -96,14 +96,26 @@ GLOBAL6 = ipaddress.ip_network("2000::/3")  # IPv6 global unicast: anything else
 ISATAP = (b"\x00\x00\x5e\xfe", b"\x02\x00\x5e\xfe")  # interface IDs carrying an IPv4
 
 
-def carried(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[Any]:
-    """The address and every IPv4 address it carries, each of which is checked."""
+def embedded(ip: ipaddress.IPv6Address, prefix: ipaddress.IPv6Network) -> ipaddress.IPv4Address:
+    """The IPv4 address a NAT64 prefix of length 32, 40, 48, 56, 64 or 96 embeds in `ip`
+    (RFC 6052 2.2: right after the prefix, skipping bits 64 to 71)."""
+    octets = [i for i in range(prefix.prefixlen // 8, 16) if i != 8][:4]
+    return ipaddress.IPv4Address(bytes(ip.packed[i] for i in octets))
+
+
+def carried(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, nat64: list[Any] | tuple[Any, ...] = (NAT64,)
+) -> list[Any]:
+    """The address and every IPv4 address it carries, each of which is checked: mapped,
+    6to4, Teredo, IPv4-compatible, ISATAP, and each NAT64 prefix's (the well-known one and
+    the host's own, `nat64`)."""
     forms: list[Any] = [ip]
     if isinstance(ip, ipaddress.IPv6Address):
         forms += [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
         forms += list(ip.teredo or ())
-        if ip in NAT64 or ip in COMPATIBLE or ip.packed[8:12] in ISATAP:
+        if ip in COMPATIBLE or ip.packed[8:12] in ISATAP:
             forms.append(ipaddress.IPv4Address(ip.packed[-4:]))
+        forms += [embedded(ip, prefix) for prefix in nat64 if ip in prefix]
     return forms
 
 
@@ -183,6 +195,9 @@ class Policy:
         self.deny = [ipaddress.ip_network(c) for c in config["deny"]]
         self.nonpublic = [ipaddress.ip_network(c) for c in config["nonpublic"]]
         self.exempt = [ipaddress.ip_network(c) for c in config["exempt"]]
+        # NAT64 prefixes whose addresses carry an IPv4 address (RFC 6052): the well-known one
+        # and the network's own, if it has one.
+        self.nat64 = [NAT64, *(ipaddress.ip_network(c) for c in config.get("nat64", []))]
 
     def check_target(self, host: str, port: int) -> str:
         """Refuse a target no rule names (before any lookup); the target as checked (the
@@ -207,10 +222,14 @@ class Policy:
         """Refuse an address on the deny list whatever named it, and one off the public
         Internet unless an address rule names it and the port (or it is exempt)."""
         ip = parse_ip(addr)
-        forms = carried(ip) if ip is not None else []
+        forms = carried(ip, self.nat64) if ip is not None else []
         if not forms or any(f in net for f in forms for net in self.deny):
             raise Refused(403, f"{host} resolves to {addr}, a denied address")
-        outside = isinstance(ip, ipaddress.IPv6Address) and ip not in GLOBAL6 and ip not in NAT64
+        outside = (
+            isinstance(ip, ipaddress.IPv6Address)
+            and ip not in GLOBAL6
+            and not any(ip in prefix for prefix in self.nat64)
+        )
         if (outside or any(f in net for f in forms for net in self.nonpublic)) and not (
             any(ip in net and port == p for net, p in self.cidrs)
             or any(ip in net for net in self.exempt)
