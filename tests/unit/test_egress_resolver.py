@@ -77,9 +77,14 @@ def test_a_name_that_does_not_resolve_is_not_looked_up_with_the_search_list(
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMP": str(tmp_path), "PY": sys.executable,
            "PROXY": str(PROXY)}  # fmt: skip
     done = subprocess.run(
-        ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", SCRIPT],
+        # A PID namespace too: when the client (its last process, exec'd) ends, the kernel
+        # ends the DNS server and the proxy with it.
+        ["unshare", "--mount", "--net", "--pid", "--fork", "--propagation", "private",
+         "sh", "-c", SCRIPT],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout == "", f"processes left behind: {left.stdout}"
     asked = tmp_path / "questions"
     questions = asked.read_text().split() if asked.exists() else []
     answers = done.stdout.splitlines()
