@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - the role installs it; said in one sent
 IP_FREEBIND = 15  # linux/in.h: bind an address the bridge does not carry yet
 IPV6_FREEBIND = 78  # linux/in6.h
 MAX_HEAD = 16384
+MAX_HEADER_LINES = 100  # the default of a head's header lines (what one head costs to parse)
 
 
 # A host name as the allowlist check, DNS and the system resolver all read it: labels of
@@ -297,12 +298,16 @@ def body_length(fields: list[str]) -> int:
 DROPPED = {b"host", b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
 
 
-def precheck(head: bytes) -> int:
+def precheck(head: bytes, max_lines: int = MAX_HEADER_LINES) -> int:
     """What h11 reads more leniently than an upstream might: each line must end in CRLF,
     hold no other CR, LF or control byte, and the request line be METHOD TARGET HTTP/1.x;
     a body is framed by one Content-Length (body_length, returned)."""
     text = head.decode("latin-1")
     line, rest = text.partition("\r\n")[::2]
+    if rest.count("\n") > max_lines + 1:  # the head's last, empty line ends in one too
+        raise Refused(
+            400, f"more than {max_lines} header lines: send fewer (the proxy reads no more)"
+        )
     parts = line.split(" ")
     if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
         raise Refused(400, "malformed request line: not METHOD TARGET HTTP/1.x")
@@ -321,11 +326,13 @@ def precheck(head: bytes) -> int:
     return body_length(fields)
 
 
-def parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int]:
+def parse_head(
+    head: bytes, max_lines: int = MAX_HEADER_LINES
+) -> tuple[str, str, int, bytes | None, int]:
     """(method, host, port, request to send upstream and the length of its body; None and
     0 for CONNECT). The head is checked (precheck), then parsed by h11; what goes upstream
     is written from h11's parsed fields, never from the client's bytes."""
-    length = precheck(head)
+    length = precheck(head, max_lines)
     reader = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
     try:
         reader.receive_data(head)
@@ -378,6 +385,7 @@ class Proxy:
         # Requests allowed but waiting for a slot: at most max_waiting, each for at most
         # head_timeout (the deadline of a request's head too); beyond either, 503.
         self.head_timeout = float(config.get("head_timeout", 10))
+        self.max_header_lines = int(config.get("max_header_lines", MAX_HEADER_LINES))
         self.max_waiting = int(config.get("max_waiting", 256))
         self.waiting = 0
         # The longest a tunnel or a request may last, however busy both sides are.
@@ -454,7 +462,7 @@ class Proxy:
                 TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError
             ) as exc:  # fmt: skip
                 raise Refused(400, "incomplete or oversized request head") from exc
-            method, host, port, upstream, length = parse_head(head)
+            method, host, port, upstream, length = parse_head(head, self.max_header_lines)
             target = f"{ascii(host)[1:-1][:100]}:{port}"  # hostile bytes escaped in logs
             host = self.policy.check_target(host, port)
             target = f"{host}:{port}"
