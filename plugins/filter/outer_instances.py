@@ -19,7 +19,7 @@ description:
   - An item with C(egress) (an egress policy's name) gets that policy's network,
     C(fortress-egress-<policy>), instead of its C(network).
   - Fails with one sentence when an item has no valid name, two items share a name, or two
-    items share a network of their own (C(network), not an egress policy's): tenants never
+    items share a network of their own (C(network), not an egress policy's) - tenants never
     share an L2 segment.
 positional: defaults, config_dir, socket_root
 options:

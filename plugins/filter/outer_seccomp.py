@@ -17,7 +17,7 @@ description:
     AppArmor mediates; AppArmor on Linux 6.1 does not mediate the new API, so it would
     bypass the profile's mount rules.
   - C(socket) is allowed for every address family but C(AF_VSOCK) (40), which the profile's
-    default action refuses (C(EPERM)), as Docker's own default profile has done since 23.0:
+    default action refuses (C(EPERM)), as Docker's own default profile has done since 23.0;
     vsock has no network namespaces, so an outer with no network would still reach the
     hypervisor, the machine's vsock services and, on a host that runs VMs, the VMs.
   - Rule order is kept, and the C(allow) rule is last, so the result is stable and the
