@@ -340,6 +340,12 @@ def test_what_goes_upstream_is_written_from_the_parsed_head() -> None:
     )[3]
     assert upstream == (b"GET /p HTTP/1.0\r\nHost: api.example.com\r\nX-One: a b\r\n"
                         b"x-two: c\r\nConnection: close\r\n\r\n")  # fmt: skip
+    # The Host is the name as the policy checks it, not as the client spelled it.
+    for url, host in (("http://API.Example.COM.:8080/", b"api.example.com:8080"),
+                      ("http://[::FFFF:198.51.100.1]/", b"198.51.100.1"),
+                      ("http://[2001:DB8::1]:81/", b"[2001:db8::1]:81")):  # fmt: skip
+        upstream = proxy.parse_head(f"GET {url} HTTP/1.0\r\n\r\n".encode())[3]
+        assert upstream.split(b"\r\n")[1] == b"Host: " + host, upstream
 
 
 # --- a real proxy on loopback ---------------------------------------------------------------

@@ -359,13 +359,17 @@ def parse_head(
         raise Refused(
             400, f"{target[:80]}: send http:// URLs in absolute form, tunnel the rest with CONNECT"
         )
-    authority = url.netloc.rpartition("@")[2]
-    host, port = split_authority(authority, 80)
+    host, port = split_authority(url.netloc.rpartition("@")[2], 80)
     path = url.path or "/"
     if url.query:
         path += "?" + url.query
-    # Host is the URL's authority, whatever the client wrote: a different Host header would
-    # reach another site served from an allowed name's address (a CDN's, say).
+    # Host is the URL's authority as the policy checks it (check_target's spelling: a name in
+    # lower case without a trailing dot, an address in canonical form), whatever the client
+    # wrote: a different Host header would reach another site served from an allowed name's
+    # address (a CDN's, say).
+    addr = parse_ip(host)
+    checked = host_name(host) if addr is None else f"[{addr}]" if addr.version == 6 else str(addr)
+    authority = checked if port == 80 else f"{checked}:{port}"
     kept = [b"%s: %s" % (name, value) for name, value in headers if name.lower() not in DROPPED]
     first = [f"{method} {path} {version}".encode(), f"Host: {authority}".encode()]
     upstream = b"\r\n".join([*first, *kept, b"Connection: close", b"", b""])
