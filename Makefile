@@ -97,7 +97,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	      echo "[test] the VM lab tests and the VM scenario run beside the next stages (log: $(VM_LOG))"; \
 	      export FORTRESS_CONCURRENT_LABS=pytest-vm,molecule-vm; \
 	      $(STAGE) lint 60 $(MAKE) --no-print-directory lint \
-	      && $(STAGE) unit 150 $(MAKE) --no-print-directory unit \
+	      && $(STAGE) unit 180 $(MAKE) --no-print-directory unit \
 	      && $(STAGE) build-sanity 150 $(MAKE) --no-print-directory sanity \
 	      && $(STAGE) integration 900 $(MAKE) --no-print-directory integration \
 	           PYTEST_ARGS=--ignore=$(VM_LAB_TESTS) \
