@@ -101,7 +101,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	      && $(STAGE) build-sanity 150 $(MAKE) --no-print-directory sanity \
 	      && $(STAGE) integration 900 $(MAKE) --no-print-directory integration \
 	           PYTEST_ARGS=--ignore=$(VM_LAB_TESTS) \
-	      && $(STAGE) molecule-default 840 $(MAKE) --no-print-directory molecule SCENARIOS=default \
+	      && $(STAGE) molecule-default 900 $(MAKE) --no-print-directory molecule SCENARIOS=default \
 	      && $(STAGE) molecule-outer_dind 540 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
 	      rc=$$?; echo "[test] waiting for the VM scenario"; \
 	      wait $$vm || rc=1; cat $(VM_LOG); (exit $$rc); }; \
