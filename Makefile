@@ -99,10 +99,10 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	      $(STAGE) lint 60 $(MAKE) --no-print-directory lint \
 	      && $(STAGE) unit 180 $(MAKE) --no-print-directory unit \
 	      && $(STAGE) build-sanity 150 $(MAKE) --no-print-directory sanity \
-	      && $(STAGE) integration 900 $(MAKE) --no-print-directory integration \
+	      && $(STAGE) integration 1020 $(MAKE) --no-print-directory integration \
 	           PYTEST_ARGS=--ignore=$(VM_LAB_TESTS) \
-	      && $(STAGE) molecule-default 900 $(MAKE) --no-print-directory molecule SCENARIOS=default \
-	      && $(STAGE) molecule-outer_dind 540 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
+	      && $(STAGE) molecule-default 1020 $(MAKE) --no-print-directory molecule SCENARIOS=default \
+	      && $(STAGE) molecule-outer_dind 620 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
 	      rc=$$?; echo "[test] waiting for the VM scenario"; \
 	      wait $$vm || rc=1; cat $(VM_LOG); (exit $$rc); }; \
 	 rc=$$?; $(STAGE) --summary || rc=1; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc
