@@ -18,10 +18,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from test_egress_proxy import upstream  # noqa: F401 - the shared loopback upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 PROXY = ROOT / "roles" / "egress" / "files" / "egress-proxy.py"
@@ -32,16 +32,10 @@ ROUNDS = 3
 SHARE = 64  # the proxy's default max_per_client: connections one client address may hold
 
 
-class Echo(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = self.path.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+def served(path: str) -> bytes:
+    """The upstream's answer to a request for path that reached it through the proxy (the
+    upstream of test_egress_proxy names the path and the Connection header it got)."""
+    return f"upstream {path} close".encode()
 
 
 def free_port() -> int:
@@ -51,15 +45,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    upstream.daemon_threads = True
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+def world(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[dict]:  # noqa: F811
     port = free_port()
     tmp = tmp_path_factory.mktemp("load")
     config = {
         "policy": "load", "listen": ["127.0.0.1"], "port": port, "deny": [], "nonpublic": [],
-        "exempt": [], "rules": [{"host": "localhost", "port": upstream.server_port}],
+        "exempt": [], "rules": [{"host": "localhost", "port": upstream}],
         "head_timeout": 120,  # the idle connections stay for the whole test
     }  # fmt: skip
     (tmp / "load.json").write_text(json.dumps(config))
@@ -73,11 +64,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 break
             except OSError:
                 time.sleep(0.05)
-        yield {"port": port, "upstream": upstream.server_port, "proc": proc}
+        yield {"port": port, "upstream": upstream, "proc": proc}
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        upstream.shutdown()
 
 
 def ask(world: dict, source: str, path: str) -> tuple[float, int, bytes]:
@@ -161,12 +151,12 @@ def test_one_tenants_thousand_idle_connections_leave_the_other_tenant_served(wor
         assert world["proc"].poll() is None, "the proxy died under the load"
         # No wrong forward: every answer is the upstream's for the very path asked.
         for _s, status, body, path in quiet + calm + loaded:
-            assert status == 200 and body == path.encode(), (status, body, path)
+            assert status == 200 and body == served(path), (status, body, path)
         # The flooder's own requests: answered right, or refused (its share is taken: a
         # 503, or a reset when the refusal closed the connection before the request was read).
         assert len(flooder) == REQUESTS
         for _s, status, body, path in flooder:
-            assert (status == 200 and body == path.encode()) or status in (503, 0), (status, path)
+            assert (status == 200 and body == served(path)) or status in (503, 0), (status, path)
         assert held == SHARE, f"the proxy holds {held} of the flooder's idle connections"
         rounds.append((p99([q[0] for q in quiet]), p99([q[0] for q in loaded]), flooder))
     before, during = min(r[0] for r in rounds), min(r[1] for r in rounds)
@@ -176,15 +166,15 @@ def test_one_tenants_thousand_idle_connections_leave_the_other_tenant_served(wor
         for name, value in (line.split(":", 1) for line in status.splitlines())
         if name in ("VmRSS", "VmHWM")
     }
-    served = sum(1 for r in rounds for f in r[2] if f[1] == 200)
+    answered = sum(1 for r in rounds for f in r[2] if f[1] == 200)
     print(
         f"\nload: {IDLE} idle connections from one tenant ({SHARE} held by the proxy, its "
         f"share; the rest refused), {REQUESTS} requests from each tenant at once, {ROUNDS} "
         f"rounds: the other tenant's p99 {before * 1000:.1f} ms unloaded, {during * 1000:.1f} "
         f"ms loaded ({during / before:.2f}x); per round (ms): "
         + ", ".join(f"{q * 1000:.1f}/{lo * 1000:.1f}" for q, lo, _f in rounds)
-        + f"; the flooder's requests under load: {served} served, "
-        f"{ROUNDS * REQUESTS - served} refused; the proxy's memory {int(memory['VmRSS']) // 1024}"
+        + f"; the flooder's requests under load: {answered} served, "
+        f"{ROUNDS * REQUESTS - answered} refused; the proxy's memory {int(memory['VmRSS']) // 1024}"
         f" MiB, at most {int(memory['VmHWM']) // 1024} MiB"
     )
     assert during <= 0.25, f"p99 {during * 1000:.0f} ms under load"
