@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
+import pytest
+from conftest import NEIGHBOUR, PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
 
@@ -238,6 +239,47 @@ def test_root_in_an_outer_without_egress_has_no_way_out(host) -> None:
     assert links == ["lo"], got
     # The role's own default is that, not only the lab's.
     assert ROLE_DEFAULTS["outer_sandbox_instance_defaults"].get("network") is None
+
+
+def addresses(outer: dict) -> tuple[list[str], list[str]]:
+    """An outer container's IPv4 and IPv6 addresses and its networks' gateways."""
+    nets = outer["NetworkSettings"]["Networks"].values()
+    own = [a for n in nets for a in (n["IPAddress"], n["GlobalIPv6Address"]) if a]
+    gateways = [g for n in nets for g in (n["Gateway"], n["IPv6Gateway"]) if g]
+    return own, gateways
+
+
+# Root in an outer looking for a neighbour: the name Docker's embedded DNS would give it, then
+# a connection to each address (which makes the kernel resolve it on the link, whatever a
+# firewall does with the connection), then the neighbour table: an entry with a link-layer
+# address is a host on the same L2 segment.
+NEIGHBOUR_PROBE = (
+    "for n in {names}; do timeout 10 getent hosts $n >/dev/null && echo NAMED $n; done; "
+    'for a in {addrs}; do timeout 2 bash -c "echo > /dev/tcp/$a/9" 2>/dev/null; done; '
+    "echo NEIGH; ip neigh show; ip -6 neigh show"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 7: tenants on one policy share its network")
+def test_tenants_on_one_egress_policy_share_no_segment_and_no_names(host) -> None:
+    """tenant-a and tenant-c name the same egress policy. Root in tenant-a's outer (a sandbox
+    that escaped gVisor) neither resolves tenant-c's container name nor finds tenant-c's
+    addresses on its link (a neighbour there could take tenant-c's address and receive its
+    replies, the proxy's included). Red control: in the same probe, tenant-a's own name
+    resolves and its gateway (the proxy's address) shows up as a neighbour."""
+    _, gateways = addresses(inspect(host, "tenant-a"))
+    theirs, _ = addresses(inspect(host, NEIGHBOUR))
+    assert gateways and theirs, (gateways, theirs)
+    names = ["fortress-outer-tenant-a", f"fortress-outer-{NEIGHBOUR}"]
+    probe = NEIGHBOUR_PROBE.format(names=" ".join(names), addrs=" ".join(gateways + theirs))
+    got = host.check_output(f"docker exec fortress-outer-tenant-a bash -c '{probe}'")
+    neighbours = {
+        line.split()[0] for line in got.split("NEIGH")[1].splitlines() if "lladdr" in line
+    }
+    assert "NAMED fortress-outer-tenant-a" in got, got  # the probe names what it can
+    assert neighbours & set(gateways), got  # ... and sees a neighbour where there is one
+    assert f"NAMED fortress-outer-{NEIGHBOUR}" not in got, got
+    assert not neighbours & set(theirs), got
 
 
 # AF_VSOCK (40), SOCK_STREAM: vsock has no network namespaces, so a socket of it reaches the
