@@ -1,4 +1,4 @@
-"""Filter: the egress role's policies, validated, with their networks and proxy rules."""
+"""Filter: the egress role's policies, validated, with their normalized rules."""
 
 from __future__ import annotations
 
@@ -7,58 +7,39 @@ import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.fortress.agents.plugins.module_utils.sandbox.contract import (
-    EGRESS_NETWORK_PREFIX,
-)
 
 DOCUMENTATION = r"""
 name: egress_policies
-short_description: Expand and validate the egress role's policies
+short_description: Validate the egress role's policies and normalize their rules
 description:
-  - Validates each policy of O(_input) and its C(allow) rules, and adds what the role derives
-    from it (Docker network, bridge, subnets, gateways, proxy URL, normalized rules).
+  - Validates each policy of O(_input) and its C(allow) rules and adds the normalized rules.
   - "Rules: C(HOST) or C(HOST:PORT) (port 443 when omitted), C(*.DOMAIN[:PORT]) for any name
     below DOMAIN (not DOMAIN itself), C(A.B.C.D/N:PORT) and C([IPV6/N]:PORT) for addresses.
     A host rule never matches an IP literal: the proxy refuses IP literals unless an address
     rule allows them."
-  - A policy without C(subnet) or C(subnet6) gets the N-th /24 of O(pool4) and the N-th /64 of
-    O(pool6), N being its position in the list.
+  - The networks (one per tenant and policy) come from P(fortress.agents.egress_networks#filter).
   - Fails with one sentence naming the policy, the bad value and the fix.
-positional: pool4, pool6, port
 options:
   _input:
     description: The policies (C(egress_policies)); each needs C(name) and C(allow).
     type: list
     elements: dict
     required: true
-  pool4:
-    description: IPv4 pool the policies' /24 subnets are taken from (C(egress_subnet_pool)).
-    type: str
-    required: true
-  pool6:
-    description: IPv6 pool the policies' /64 subnets are taken from (C(egress_subnet6_pool)).
-    type: str
-    required: true
-  port:
-    description: The port each policy's proxy listens on (C(egress_proxy_port)).
-    type: int
-    required: true
 """
 
 EXAMPLES = r"""
-- name: Expanded policies
+- name: Validated policies
   ansible.builtin.debug:
     msg: >-
       {{ [{'name': 'llm', 'allow': ['api.openai.com', '*.pythonhosted.org', '10.0.5.0/24:5432']}]
-         | fortress.agents.egress_policies('10.213.0.0/16', 'fd0f:e9e5:213::/48', 3128) }}
+         | fortress.agents.egress_policies }}
 """
 
 RETURN = r"""
 _value:
   description:
-    - Each policy with C(network) (fortress-egress-NAME), C(bridge) (fe-NAME), C(subnet),
-      C(gateway), C(subnet6), C(gateway6), C(proxy) (the proxy URL sandboxes use) and C(rules)
-      (each C(host), C(suffix) or C(cidr), with C(port)).
+    - Each policy with C(name), C(allow) and C(rules) (each C(host), C(suffix) or C(cidr), with
+      C(port)).
   type: list
   elements: dict
 """
@@ -67,8 +48,6 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
 LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 HOST_RULE = re.compile(r"^(?P<host>[^:\[\]]+)(?::(?P<port>[0-9]+))?$")
 CIDR_RULE = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[0-9.]+/[0-9]+)):(?P<port>[0-9]+)$")
-
-BRIDGE_PREFIX = "fe-"
 
 
 def _fail(policy: str, msg: str) -> AnsibleFilterError:
@@ -130,35 +109,26 @@ def parse_rule(policy: str, rule: Any) -> dict[str, Any]:
     return {"suffix": host[1:], "port": port} if wildcard else {"host": host, "port": port}
 
 
-def _subnet(policy: str, given: Any, pool: str, index: int, prefix: int) -> ipaddress._BaseNetwork:
-    try:
-        if given:
-            return ipaddress.ip_network(str(given))
-        return list(ipaddress.ip_network(pool).subnets(new_prefix=prefix))[index]
-    except (ValueError, IndexError) as exc:
-        raise _fail(
-            policy,
-            f"no subnet: {given or pool!r} is not a network (or the pool has no /{prefix} "
-            f"left for policy number {index + 1}); set the policy's subnet.",
-        ) from exc
-
-
-def egress_policies(
-    policies: list[dict[str, Any]], pool4: str, pool6: str, port: int
-) -> list[dict[str, Any]]:
-    """Each policy validated and expanded (see DOCUMENTATION)."""
+def egress_policies(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each policy validated, with its normalized rules (see DOCUMENTATION)."""
     seen: set[str] = set()
     out = []
-    for index, item in enumerate(policies or []):
+    for item in policies or []:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not NAME.match(name):
             raise AnsibleFilterError(
                 f"egress_policies: {name!r} is not a valid policy name: use 1-12 lower-case "
-                "letters, digits or '-', starting with a letter or digit (it names a bridge)."
+                "letters, digits or '-', starting with a letter or digit."
             )
         if name in seen:
             raise _fail(name, "the name is used twice: give each policy its own name.")
         seen.add(name)
+        if "subnet" in item or "subnet6" in item:
+            raise _fail(
+                name,
+                "a policy no longer has a subnet: each tenant on it gets a network of its own "
+                "from egress_subnet_pool and egress_subnet6_pool; remove subnet and subnet6.",
+            )
         allow = item.get("allow")
         if not isinstance(allow, list):
             raise _fail(name, "allow must be a list of rules (an empty list allows nothing).")
@@ -167,26 +137,7 @@ def egress_policies(
             parsed = parse_rule(name, rule)
             if parsed not in rules:
                 rules.append(parsed)
-        subnet = _subnet(name, item.get("subnet"), pool4, index, 24)
-        subnet6 = _subnet(name, item.get("subnet6"), pool6, index, 64)
-        if subnet.version != 4 or subnet6.version != 6:
-            raise _fail(name, "subnet must be an IPv4 network and subnet6 an IPv6 network.")
-        gateway, gateway6 = next(subnet.hosts()), next(subnet6.hosts())
-        out.append(
-            {
-                "name": name,
-                "allow": allow,
-                "rules": rules,
-                "network": EGRESS_NETWORK_PREFIX + name,
-                "bridge": BRIDGE_PREFIX + name,
-                "subnet": str(subnet),
-                "gateway": str(gateway),
-                "subnet6": str(subnet6),
-                "gateway6": str(gateway6),
-                "port": int(port),
-                "proxy": f"http://{gateway}:{int(port)}",
-            }
-        )
+        out.append({"name": name, "allow": allow, "rules": rules})
     return out
 
 

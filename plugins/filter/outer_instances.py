@@ -16,8 +16,9 @@ short_description: Expand the outer_sandbox role's instance list
 description:
   - Merges each item of O(_input) over O(defaults), expands C({name}) in the network name and
     adds the derived names the role uses for the instance (container, volume, host paths).
-  - An item with C(egress) (an egress policy's name) gets that policy's network,
-    C(fortress-egress-<policy>), instead of its C(network).
+  - An item with C(egress) (an egress policy's name) gets the network the egress role makes
+    for it on that policy, C(fortress-egress-<policy>.<name>), instead of its C(network);
+    tenants on one policy never share a network.
   - Fails with one sentence when an item has no valid name, two items share a name, or two
     items share a network of their own (C(network), not an egress policy's) - tenants never
     share an L2 segment.
@@ -92,7 +93,7 @@ def outer_instances(
                     f"outer_sandbox_instances: instance {name!r}: egress {egress!r} is not an "
                     "egress policy name (1-12 lower-case letters, digits or '-')."
                 )
-            network = EGRESS_NETWORK_PREFIX + egress
+            network = f"{EGRESS_NETWORK_PREFIX}{egress}.{name}"
         out.append(
             {
                 **merged,

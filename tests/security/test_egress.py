@@ -89,10 +89,12 @@ def test_a_policy_the_outer_is_not_on_is_refused(world: adv.LabHost) -> None:
 def test_the_proxy_counts_its_decisions_in_a_file(
     outcome: egress.Outcome, world: adv.LabHost
 ) -> None:
-    """Every check the proxy refused and every one it allowed is in its counters file."""
-    counts = json.loads(world.sh(f"cat /run/fortress-egress/{egress.POLICY}/counters.json"))
+    """Every check the proxy refused and every one it allowed is in its counters file (the
+    proxy of the outer's own network on the policy: one per tenant and policy)."""
+    ident = f"{egress.POLICY}.{world.outer}"
+    counts = json.loads(world.sh(f"cat /run/fortress-egress/{ident}/counters.json"))
     denied = [c for c in egress.CHECKS if c.expect == "denied"]
-    assert counts["policy"] == egress.POLICY, counts
+    assert (counts["policy"], counts["tenant"]) == (egress.POLICY, world.outer), counts
     assert counts["deny"] >= len(denied) and counts["allow"] >= len(egress.REACHED), counts
     assert sum(counts["status"].values()) == counts["deny"], counts
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import ipaddress
 import json
 import socket
 import ssl
@@ -28,6 +29,8 @@ from fortress_lab.common import contract
 ROOT = Path(__file__).resolve().parents[2]
 filters = load_filter_module("egress_policies")
 egress_policies = filters.egress_policies
+net_filters = load_filter_module("egress_networks")
+egress_networks = net_filters.egress_networks
 
 
 def _proxy_module():
@@ -44,8 +47,7 @@ proxy = _proxy_module()
 
 
 def expand(*rules: str, **extra: object) -> dict:
-    return egress_policies([{"name": "p", "allow": list(rules), **extra}], "10.213.0.0/16",
-                           "fd0f:e9e5:213::/48", 3128)[0]  # fmt: skip
+    return egress_policies([{"name": "p", "allow": list(rules), **extra}])[0]
 
 
 # --- the filter ---------------------------------------------------------------------------
@@ -63,18 +65,69 @@ def test_rules_are_normalized() -> None:
     ]
 
 
-def test_networks_are_derived_from_the_position_in_the_pools() -> None:
-    policies = egress_policies(
-        [{"name": "a", "allow": []}, {"name": "b", "allow": [], "subnet": "192.168.7.0/24"}],
-        "10.213.0.0/16", "fd0f:e9e5:213::/48", 3128,
-    )  # fmt: skip
-    a, b = policies
-    assert (a["network"], a["bridge"], a["subnet"], a["gateway"]) == (
-        contract().EGRESS_NETWORK_PREFIX + "a", "fe-a", "10.213.0.0/24", "10.213.0.1")  # fmt: skip
-    assert (a["subnet6"], a["gateway6"], a["proxy"]) == (
-        "fd0f:e9e5:213::/64", "fd0f:e9e5:213::1", "http://10.213.0.1:3128")  # fmt: skip
-    assert (b["subnet"], b["gateway"], b["subnet6"]) == (
-        "192.168.7.0/24", "192.168.7.1", "fd0f:e9e5:213:1::/64")  # fmt: skip
+POOLS = ("10.213.0.0/16", "fd0f:e9e5:213::/48", 3128)
+TWO = [{"name": "a", "allow": []}, {"name": "b", "allow": ["x.example"]}]
+
+
+def networks(tenants: list, existing: list | None = None, policies: list = TWO) -> list:
+    return egress_networks(egress_policies(policies), tenants, *POOLS, existing or [])
+
+
+def listed(nets: list) -> list:
+    """The networks as Docker lists them (docker_host_info's verbose output)."""
+    return [{"Name": n["network"], "IPAM": {"Config": [{"Subnet": n["subnet"]},
+             {"Subnet": n["subnet6"]}]}} for n in nets]  # fmt: skip
+
+
+def test_each_tenant_on_a_policy_gets_a_network_and_a_proxy_of_its_own() -> None:
+    got = networks([{"name": "t1", "egress": "a"}, {"name": "t2", "egress": "a"},
+                    {"name": "t3", "egress": None}, {"name": "t4", "egress": "b"}])  # fmt: skip
+    assert [n["id"] for n in got] == ["a.t1", "a.t2", "b.t4"]
+    one, two, four = got
+    prefix = contract().EGRESS_NETWORK_PREFIX
+    assert (one["network"], one["policy"], one["tenant"]) == (prefix + "a.t1", "a", "t1")
+    assert (one["subnet"], one["gateway"], one["subnet6"], one["gateway6"], one["proxy"]) == (
+        "10.213.0.0/28", "10.213.0.1", "fd0f:e9e5:213::/64", "fd0f:e9e5:213::1",
+        "http://10.213.0.1:3128")  # fmt: skip
+    assert (two["subnet"], two["subnet6"]) == ("10.213.0.16/28", "fd0f:e9e5:213:1::/64")
+    assert four["rules"] == [{"host": "x.example", "port": 443}] and one["rules"] == []
+    bridges = [n["bridge"] for n in got]
+    assert len(set(bridges)) == 3 and all(len(b) <= 15 for b in bridges)
+
+
+def test_a_network_keeps_its_subnets_when_tenants_come_and_go() -> None:
+    """Adding a tenant before another, or removing one, moves no other tenant's network; a
+    new one avoids every egress network the host has (an older layout's /24 included)."""
+    before = networks([{"name": "t1", "egress": "a"}, {"name": "t2", "egress": "a"}])
+    old_layout = {"Name": contract().EGRESS_NETWORK_PREFIX + "a",
+                  "IPAM": {"Config": [{"Subnet": "10.213.1.0/24"}]}}  # fmt: skip
+    tenants = [{"name": "t0", "egress": "a"}, {"name": "t2", "egress": "a"},
+               {"name": "t5", "egress": "b"}]  # fmt: skip
+    after = networks(tenants, [*listed(before), old_layout])
+    t0, t2, t5 = after
+    assert (t2["subnet"], t2["subnet6"]) == (before[1]["subnet"], before[1]["subnet6"])
+    taken = [ipaddress.ip_network(n) for n in [*(b["subnet"] for b in before), "10.213.1.0/24"]]
+    for new in (t0, t5):
+        assert not any(ipaddress.ip_network(new["subnet"]).overlaps(u) for u in taken), new
+    assert len({n["subnet"] for n in after}) == len({n["subnet6"] for n in after}) == 3
+
+
+@pytest.mark.parametrize(
+    ("tenants", "pools", "message"),
+    [
+        ([{"name": "t", "egress": "nope"}], POOLS, r"names egress policy 'nope', which"),
+        ([{"name": "t", "egress": "a"}, {"name": "t", "egress": "b"}], POOLS, r"listed twice"),
+        ([{"name": "Bad Tenant", "egress": "a"}], POOLS, r"not a valid tenant name"),
+        ([{"name": "t", "egress": "a"}], ("10.213.0.0/29", *POOLS[1:]), r"/28 or larger"),
+        ([{"name": "t", "egress": "a"}], (POOLS[0], "10.0.0.0/8", 3128), r"not an IPv6 network"),
+        ([{"name": "t", "egress": "a"}], ("nonsense", *POOLS[1:]), r"is not a network"),
+        ([{"name": "t", "egress": "a"}, {"name": "u", "egress": "a"}],
+         ("10.213.0.0/28", *POOLS[1:]), r"has no /28 left for network '.*a\.u'"),
+    ],
+)  # fmt: skip
+def test_bad_tenants_and_pools_are_one_sentence(tenants: list, pools: tuple, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=r"^egress_networks: .*" + message):
+        egress_networks(egress_policies(TWO), tenants, *pools)
 
 
 @pytest.mark.parametrize(
@@ -101,19 +154,19 @@ def test_bad_rules_are_one_sentence(rule: str, message: str) -> None:
         ([{"name": "much-too-long-name", "allow": []}], r"is not a valid policy name"),
         ([{"name": "a", "allow": []}, {"name": "a", "allow": []}], r"used twice"),
         ([{"name": "a", "allow": "api.example.com"}], r"allow must be a list"),
-        ([{"name": "a", "allow": [], "subnet": "fd00::/64"}], r"subnet must be an IPv4 network"),
+        ([{"name": "a", "allow": [], "subnet": "10.1.0.0/24"}], r"no longer has a subnet"),
     ],
 )
 def test_bad_policies_are_one_sentence(policies: list, message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=message):
-        egress_policies(policies, "10.213.0.0/16", "fd0f:e9e5:213::/48", 3128)
+        egress_policies(policies)
 
 
 def test_the_filters_take_the_network_prefix_from_the_contract() -> None:
     lib = load_library()
-    assert filters.EGRESS_NETWORK_PREFIX is lib.contract.EGRESS_NETWORK_PREFIX
     outer = load_filter_module("outer_instances")
     assert outer.EGRESS_NETWORK_PREFIX is lib.contract.EGRESS_NETWORK_PREFIX
+    assert net_filters.EGRESS_NETWORK_PREFIX is lib.contract.EGRESS_NETWORK_PREFIX
 
 
 # --- the proxy's decisions ------------------------------------------------------------------
@@ -741,8 +794,8 @@ def test_every_decision_is_one_json_line_and_counted_in_a_file(
     and the counts in a file that journald's rate limiting cannot thin out."""
     counters = tmp_path / "counters.json"
     config = {
-        "policy": "c", "deny": [], "nonpublic": [], "exempt": [], "counters": str(counters),
-        "rules": [{"host": "localhost", "port": upstream}],
+        "policy": "c", "tenant": "t", "deny": [], "nonpublic": [], "exempt": [],
+        "counters": str(counters), "rules": [{"host": "localhost", "port": upstream}],
     }  # fmt: skip
     with proxy_on_loopback(config) as port:
         allowed = f"GET http://localhost:{upstream}/a HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -763,10 +816,12 @@ def test_every_decision_is_one_json_line_and_counted_in_a_file(
         ("deny", 400),
         ("deny", 403),
     ]
-    assert lines[0]["target"] == f"localhost:{upstream}" and lines[0]["policy"] == "c"
+    assert lines[0]["target"] == f"localhost:{upstream}"
+    assert all((d["policy"], d["tenant"]) == ("c", "t") for d in lines)
     assert lines[2]["reason"] == "denied.example:443 is not in the allow list"
     assert json.loads(counters.read_text()) == {
         "policy": "c",
+        "tenant": "t",
         "allow": 1,
         "deny": 3,
         "status": {"400": 2, "403": 1},

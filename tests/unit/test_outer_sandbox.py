@@ -76,20 +76,21 @@ def test_instances_expand_names_and_defaults() -> None:
     assert got[1]["memory"] == "1g" and got[1]["network"] is None
 
 
-def test_instances_may_share_an_egress_policys_network_and_an_absent_ones() -> None:
-    """An egress policy's network is shared by design (its proxy and nftables bound it); an
-    absent instance's network is about to go."""
+def test_tenants_on_one_egress_policy_get_networks_of_their_own() -> None:
+    """Two instances on one policy each get the network the egress role makes for that tenant
+    on it; an absent instance's own network (about to go) may be named again."""
     got = outer_instances(
         [{"name": "a", "egress": "llm"}, {"name": "b", "egress": "llm"},
          {"name": "c", "network": "n", "state": "absent"}, {"name": "d", "network": "n"}],
         DEFAULTS, "/etc/f", "/run/f",
     )  # fmt: skip
-    assert [i["network"] for i in got][1:] == [got[0]["network"], "n", "n"]
+    prefix = contract().EGRESS_NETWORK_PREFIX
+    assert [i["network"] for i in got] == [prefix + "llm.a", prefix + "llm.b", "n", "n"]
 
 
 def test_an_instance_on_an_egress_policy_gets_the_policys_network() -> None:
     got = outer_instances([{"name": "a", "egress": "llm"}], DEFAULTS, "/etc/f", "/run/f")[0]
-    assert (got["egress"], got["network"]) == ("llm", contract().EGRESS_NETWORK_PREFIX + "llm")
+    assert (got["egress"], got["network"]) == ("llm", contract().EGRESS_NETWORK_PREFIX + "llm.a")
     with pytest.raises(
         AnsibleFilterError, match="instance 'a': egress 'No Such' is not an egress policy name"
     ):

@@ -200,13 +200,15 @@ class Outcome:
 
 
 def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
-    """The policy network's IPv4 and IPv6 gateways and the proxy port, from the network's
-    IPAM configuration and proxy label on the host's daemon."""
-    out = host.run(f"docker network inspect {contract().EGRESS_NETWORK_PREFIX}{policy}").stdout
+    """The IPv4 and IPv6 gateways and the proxy port of the network the egress role made for
+    the host's outer (its tenant) on the policy, from its IPAM configuration and proxy label
+    on the host's daemon."""
+    name = f"{contract().EGRESS_NETWORK_PREFIX}{policy}.{host.outer}"
+    out = host.run(f"docker network inspect {name}").stdout
     try:
         net = json.loads(out)[0]
     except (ValueError, IndexError) as exc:
-        raise LabError(f"no egress network for policy {policy} on the host: {out[:200]}") from exc
+        raise LabError(f"no egress network {name} on the host: {out[:200]}") from exc
     gws = [c["Gateway"] for c in net["IPAM"]["Config"] if c.get("Gateway")]
     gw4 = next(g for g in gws if ipaddress.ip_address(g).version == 4)
     gw6 = next(g for g in gws if ipaddress.ip_address(g).version == 6)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import NEIGHBOUR, PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
@@ -181,7 +180,7 @@ def test_socket_is_root_only(host, tenant) -> None:
 
 def test_tenants_are_separate(host) -> None:
     a, b = inspect(host, "tenant-a"), inspect(host, "tenant-b")
-    assert a["HostConfig"]["NetworkMode"] == contract().EGRESS_NETWORK_PREFIX + "lab"
+    assert a["HostConfig"]["NetworkMode"] == contract().EGRESS_NETWORK_PREFIX + "lab.tenant-a"
     vol = {
         t: next(m["Name"] for m in i["Mounts"] if m["Destination"] == "/var/lib/docker")
         for t, i in (("a", a), ("b", b))
@@ -260,7 +259,6 @@ NEIGHBOUR_PROBE = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 7: tenants on one policy share its network")
 def test_tenants_on_one_egress_policy_share_no_segment_and_no_names(host) -> None:
     """tenant-a and tenant-c name the same egress policy. Root in tenant-a's outer (a sandbox
     that escaped gVisor) neither resolves tenant-c's container name nor finds tenant-c's

@@ -20,15 +20,18 @@ LABEL_IMAGE = f"{LABEL}.image"
 # The token naming a sandbox's staged mounts: STAGING_ROOT/<token>/<n> (mounts.py).
 LABEL_MOUNTS = f"{LABEL}.mounts"
 
-# Egress contract (the egress and outer_sandbox roles): an outer container on policy P's
-# internal network (EGRESS_NETWORK_PREFIX + P, whose only way out is P's proxy) runs an inner
-# daemon labelled EGRESS_POLICY_LABEL=P, EGRESS_PROXY_LABEL=<proxy URL> and
-# EGRESS_RUNTIME_LABEL=<a runsc runtime with --network=host>. A sandbox whose `network` is P
-# shares that outer's network namespace (Docker network mode host, under that runtime) and
-# gets the proxy in its environment; any other `network` value but none is refused there.
+# Egress contract (the egress and outer_sandbox roles): the outer container of tenant T on
+# policy P is on an internal network of its own (EGRESS_NETWORK_PREFIX + "P.T", labelled
+# EGRESS_POLICY_LABEL=P, EGRESS_TENANT_LABEL=T and EGRESS_PROXY_LABEL=<its proxy's URL>; its
+# only way out is that proxy, serving that network alone) and runs an inner daemon labelled
+# EGRESS_POLICY_LABEL=P, EGRESS_PROXY_LABEL=<proxy URL> and EGRESS_RUNTIME_LABEL=<a runsc
+# runtime with --network=host>. A sandbox whose `network` is P shares that outer's network
+# namespace (Docker network mode host, under that runtime) and gets the proxy in its
+# environment; any other `network` value but none is refused there.
 EGRESS_NETWORK_PREFIX = "fortress-egress-"
 EGRESS_POLICY_LABEL = f"{RESERVED_LABEL_PREFIX}egress.policy"
 EGRESS_PROXY_LABEL = f"{RESERVED_LABEL_PREFIX}egress.proxy"
+EGRESS_TENANT_LABEL = f"{RESERVED_LABEL_PREFIX}egress.tenant"
 EGRESS_RUNTIME_LABEL = f"{RESERVED_LABEL_PREFIX}egress.runtime"
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 

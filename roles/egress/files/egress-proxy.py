@@ -184,10 +184,12 @@ def hello_server_names(hello: bytes) -> list[str]:
 
 
 class Policy:
-    """The rules of one policy, from the role's configuration file."""
+    """The rules of one policy, from the role's configuration file (one per tenant and
+    policy: the tenant whose network this proxy serves)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.name = config["policy"]
+        self.tenant = config.get("tenant")
         self.hosts = {(r["host"], r["port"]) for r in config["rules"] if "host" in r}
         self.suffixes = [(r["suffix"], r["port"]) for r in config["rules"] if "suffix" in r]
         self.cidrs = [
@@ -405,8 +407,9 @@ class Proxy:
     def log(self, decision: str, client: str, target: str, **fields: Any) -> None:
         """One JSON line per decision (json escapes every control byte a client sent, so no
         client field starts a line of its own), counted for the counters file."""
-        print(json.dumps({"decision": decision, "policy": self.policy.name, "client": client,
-                          "target": target, **fields}), flush=True)  # fmt: skip
+        print(json.dumps({"decision": decision, "policy": self.policy.name,
+                          "tenant": self.policy.tenant, "client": client, "target": target,
+                          **fields}), flush=True)  # fmt: skip
         self.counts[decision] = self.counts.get(decision, 0) + 1
         if "status" in fields:
             key = str(fields["status"])
@@ -426,7 +429,8 @@ class Proxy:
                 try:
                     tmp = f"{path}.tmp"
                     with open(tmp, "w", encoding="utf-8") as out:
-                        json.dump({"policy": self.policy.name, **counts}, out)
+                        head = {"policy": self.policy.name, "tenant": self.policy.tenant}
+                        json.dump({**head, **counts}, out)
                     os.replace(tmp, path)
                     written, failed = counts, False
                 except OSError as exc:  # the proxy serves on; the next second tries again

@@ -15,7 +15,7 @@ HOME = "plugins/module_utils/sandbox/contract.py"
 ME = "tests/unit/plugins/module_utils/sandbox/test_contract.py"
 VALUES = [
     contract.LABEL, contract.EGRESS_NETWORK_PREFIX, contract.EGRESS_POLICY_LABEL,
-    contract.EGRESS_PROXY_LABEL, contract.EGRESS_RUNTIME_LABEL,
+    contract.EGRESS_PROXY_LABEL, contract.EGRESS_RUNTIME_LABEL, contract.EGRESS_TENANT_LABEL,
 ]  # fmt: skip
 # Names that merely start like the network prefix: the egress role's systemd units and the
 # lab's test world, which are not egress networks.
