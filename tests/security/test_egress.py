@@ -22,6 +22,7 @@ import pytest
 
 from fortress_lab import adversary as adv
 from fortress_lab import egress
+from fortress_lab.common import contract
 
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
 
@@ -141,6 +142,50 @@ def test_the_proxys_user_reaches_dns_only_at_the_hosts_resolvers(world: adv.LabH
     table = world.sh(f"nft list table {egress.TABLE}")
     dns = [line for line in table.splitlines() if "dport 53 accept" in line]
     assert resolvers and all(any(r in line for line in dns) for r in resolvers), dns
+
+
+# Root in an outer container on NETWORK (an egress network of the lab host's daemon) trying
+# the host's service (the world's, port 18081) at the network's gateway and at every address
+# of the host.
+STALE_PROBE = (
+    'for a in {addrs}; do timeout 3 bash -c "echo > /dev/tcp/$a/18081" 2>/dev/null '
+    "&& echo REACHED $a; done; echo DONE"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: a network no tenant has keeps no rules")
+def test_a_network_no_tenant_has_any_more_reaches_nothing_on_the_host(
+    world: adv.LabHost,
+) -> None:
+    """An egress network the role no longer wants (the shared network of the layout before
+    a network per tenant, a tenant moved to another policy, an item removed while its outer
+    still runs) stays while a container is on it, and has no proxy. Root in an outer on it
+    reaches nothing on the host. Red control: the same network with a bridge the role would
+    not name reaches the host's service."""
+    image = world.sh("docker inspect -f '{{.Config.Image}}' fortress-outer-default")
+    addrs = world.sh("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1").split()
+    names = contract()
+    labels = f"--label {names.EGRESS_POLICY_LABEL}=lab --label {names.EGRESS_TENANT_LABEL}=gone"
+    stale = names.EGRESS_NETWORK_PREFIX + "lab.gone"
+    cases = {
+        "stale": (stale, names.EGRESS_BRIDGE_PREFIX + "5ta1e00000", "10.213.250"),
+        "control": ("fortress-control-test", "ctl-5ta1e0000", "10.213.251"),
+    }
+    got = {}
+    for case, (name, bridge, net) in cases.items():
+        world.sh(
+            f"docker network create --internal --subnet {net}.0/28 --gateway {net}.1 "
+            f"-o com.docker.network.bridge.name={bridge} {labels} {name}"
+        )
+        try:
+            probe = STALE_PROBE.format(addrs=" ".join([f"{net}.1", *addrs]))
+            got[case] = world.sh(
+                f"docker run --rm --network {name} --entrypoint bash {image} -c '{probe}'"
+            )
+        finally:
+            world.sh(f"docker network rm {name}")
+    assert "REACHED" in got["control"], got  # the probe finds a way where there is one
+    assert "DONE" in got["stale"] and "REACHED" not in got["stale"], got
 
 
 def test_without_the_firewall_the_host_is_reachable_and_the_role_restores_it(

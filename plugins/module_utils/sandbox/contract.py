@@ -29,6 +29,9 @@ LABEL_MOUNTS = f"{LABEL}.mounts"
 # namespace (Docker network mode host, under that runtime) and gets the proxy in its
 # environment; any other `network` value but none is refused there.
 EGRESS_NETWORK_PREFIX = "fortress-egress-"
+# The bridge of every egress network starts with this; the egress role's nftables rules hold
+# every interface so named to its own proxy, whether a tenant still has it or not.
+EGRESS_BRIDGE_PREFIX = "fe-"
 EGRESS_POLICY_LABEL = f"{RESERVED_LABEL_PREFIX}egress.policy"
 EGRESS_PROXY_LABEL = f"{RESERVED_LABEL_PREFIX}egress.proxy"
 EGRESS_TENANT_LABEL = f"{RESERVED_LABEL_PREFIX}egress.tenant"
