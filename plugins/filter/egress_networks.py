@@ -10,6 +10,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.fortress.agents.plugins.module_utils.sandbox.contract import (
+    EGRESS_BRIDGE_PREFIX,
     EGRESS_NETWORK_PREFIX,
 )
 
@@ -26,7 +27,8 @@ description:
     network, so adding or removing a tenant never moves another's. The pools bound the
     networks per host: 4096 with the default /16 (and 65536 /64s in the default /48)."
   - Fails with one sentence when a tenant names a policy O(_input) does not define, a tenant
-    is listed twice, a pool is not a network of its family or has no subnet left.
+    is listed twice, a pool is not a private network of its family or has no subnet left, or
+    a network the host has lies outside its pool (it would have to move).
 positional: tenants, pool4, pool6, port, existing
 options:
   _input:
@@ -84,13 +86,21 @@ _value:
 """
 
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
-BRIDGE_PREFIX = "fe-"
 PREFIX4 = 28  # each network: a /28 of the IPv4 pool
 PREFIX6 = 64  # and a /64 of the IPv6 pool
 
 
 def _fail(msg: str) -> AnsibleFilterError:
     return AnsibleFilterError(f"egress_networks: {msg}")
+
+
+# Where a pool may lie: private ranges (RFC 1918) and unique local IPv6 (RFC 4193), never
+# loopback, link-local, the unspecified or a public block (a gateway there would be a proxy
+# listening on loopback, or on someone's address).
+PRIVATE = {
+    4: [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")],
+    6: [ipaddress.ip_network("fc00::/7")],
+}
 
 
 def _pool(text: str, version: int, prefix: int, var: str) -> ipaddress._BaseNetwork:
@@ -103,6 +113,9 @@ def _pool(text: str, version: int, prefix: int, var: str) -> ipaddress._BaseNetw
             f"{var} {text!r} is not an IPv{version} network of /{prefix} or larger: each "
             f"tenant's network takes a /{prefix} of it."
         )
+    if not any(pool.subnet_of(block) for block in PRIVATE[version]):
+        where = "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16" if version == 4 else "fc00::/7"
+        raise _fail(f"{var} {text!r} is not a private range: take it from {where}.")
     return pool
 
 
@@ -128,10 +141,16 @@ def _free(pool: ipaddress._BaseNetwork, prefix: int, used: list) -> Iterator:
 
 
 def _subnet(name: str, pool, prefix: int, have: list, used: list, var: str):
-    """The network's subnet of this family: the one it has if that is a /prefix of the pool,
-    else the first free one (added to used)."""
-    kept = [s for s in have if s.version == pool.version and s.prefixlen == prefix]
-    if kept and kept[0].subnet_of(pool):
+    """The network's subnet of this family: the one it has (a network never moves: Docker
+    would recreate it, cutting its outer off), else the first free one (added to used)."""
+    kept = [s for s in have if s.version == pool.version]
+    if kept:
+        if kept[0].prefixlen != prefix or not kept[0].subnet_of(pool):
+            raise _fail(
+                f"network {name!r} has subnet {kept[0]}, which is not a /{prefix} of {var} "
+                f"{str(pool)!r}: set the pool back, or remove the tenant's outer (state: "
+                "absent) and converge so that the network goes, then change the pool."
+            )
         return kept[0]
     subnet = next(_free(pool, prefix, used), None)
     if subnet is None:
@@ -162,7 +181,7 @@ def egress_networks(
         if not isinstance(item, dict) or not item.get("egress"):
             continue
         tenant, policy = item.get("name"), item["egress"]
-        if not isinstance(tenant, str) or not TENANT.match(tenant):
+        if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
             raise _fail(
                 f"tenant {tenant!r} is not a valid tenant name: use 1-41 lower-case letters, "
                 "digits, '.', '_' or '-' (an outer instance's name)."
@@ -184,7 +203,7 @@ def egress_networks(
         subnet6 = _subnet(network, v6, PREFIX6, have.get(network, []), used, "egress_subnet6_pool")
         gateway, gateway6 = next(subnet.hosts()), next(subnet6.hosts())
         # A bridge name is at most 15 bytes: a digest of the network's name, checked unique.
-        bridge = BRIDGE_PREFIX + hashlib.sha256(network.encode()).hexdigest()[:10]
+        bridge = EGRESS_BRIDGE_PREFIX + hashlib.sha256(network.encode()).hexdigest()[:10]
         if bridge in bridges:  # pragma: no cover - 40 bits
             raise _fail(f"two networks hash to bridge {bridge}: rename tenant {tenant!r}.")
         bridges.add(bridge)

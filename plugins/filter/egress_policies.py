@@ -78,7 +78,7 @@ def parse_rule(policy: str, rule: Any) -> dict[str, Any]:
     if not isinstance(rule, str) or not rule.strip():
         raise _fail(policy, f"rule {rule!r} is not a non-empty string.")
     text = rule.strip().lower()
-    match = CIDR_RULE.match(text)
+    match = CIDR_RULE.fullmatch(text)
     if match:
         raw = match["v6"] or match["v4"]
         try:
@@ -88,7 +88,7 @@ def parse_rule(policy: str, rule: Any) -> dict[str, Any]:
         if match["v6"] and cidr.version != 6:
             raise _fail(policy, f"rule {rule!r}: write IPv4 networks without brackets.")
         return {"cidr": str(cidr), "port": _port(policy, rule, match["port"], None)}
-    match = HOST_RULE.match(text)
+    match = HOST_RULE.fullmatch(text)
     if not match or "/" in text:
         raise _fail(
             policy,
@@ -103,7 +103,7 @@ def parse_rule(policy: str, rule: Any) -> dict[str, Any]:
         )
     wildcard = host.startswith("*.")
     labels = (host[2:] if wildcard else host).split(".")
-    if len(host) > 253 or not all(LABEL.match(label) for label in labels):
+    if len(host) > 253 or not all(LABEL.fullmatch(label) for label in labels):
         raise _fail(policy, f"rule {rule!r}: {host!r} is not a valid host name.")
     port = _port(policy, rule, match["port"], 443)
     return {"suffix": host[1:], "port": port} if wildcard else {"host": host, "port": port}
@@ -115,7 +115,7 @@ def egress_policies(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for item in policies or []:
         name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise AnsibleFilterError(
                 f"egress_policies: {name!r} is not a valid policy name: use 1-12 lower-case "
                 "letters, digits or '-', starting with a letter or digit."

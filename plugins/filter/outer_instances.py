@@ -19,9 +19,9 @@ description:
   - An item with C(egress) (an egress policy's name) gets the network the egress role makes
     for it on that policy, C(fortress-egress-<policy>.<name>), instead of its C(network);
     tenants on one policy never share a network.
-  - Fails with one sentence when an item has no valid name, two items share a name, or two
+  - Fails with one sentence when an item has no valid name, two items share a name, two
     items share a network of their own (C(network), not an egress policy's) - tenants never
-    share an L2 segment.
+    share an L2 segment - or a network of its own is named like an egress network.
 positional: defaults, config_dir, socket_root
 options:
   _input:
@@ -73,7 +73,7 @@ def outer_instances(
     out = []
     for item in items or []:
         name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise AnsibleFilterError(
                 f"outer_sandbox_instances: {name!r} is not a valid instance name: use 1-41 "
                 "lower-case letters, digits, '.', '_' or '-', starting with a letter or digit."
@@ -88,7 +88,7 @@ def outer_instances(
         network = merged.get("network")
         egress = merged.get("egress")
         if egress is not None:
-            if not isinstance(egress, str) or not POLICY.match(egress):
+            if not isinstance(egress, str) or not POLICY.fullmatch(egress):
                 raise AnsibleFilterError(
                     f"outer_sandbox_instances: instance {name!r}: egress {egress!r} is not an "
                     "egress policy name (1-12 lower-case letters, digits or '-')."
@@ -109,6 +109,12 @@ def outer_instances(
     owners: dict[str, str] = {}
     for instance in out:
         network = instance["network"]
+        if network and not instance["egress"] and network.startswith(EGRESS_NETWORK_PREFIX):
+            raise AnsibleFilterError(
+                f"outer_sandbox_instances: instance {instance['name']!r}: network {network!r} "
+                f"is named like an egress network ({EGRESS_NETWORK_PREFIX}...), which only the "
+                "egress role makes: give the instance egress: POLICY, or another network name."
+            )
         if network and not instance["egress"] and instance.get("state") != "absent":
             if network in owners:
                 raise AnsibleFilterError(

@@ -153,7 +153,6 @@ STALE_PROBE = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: a network no tenant has keeps no rules")
 def test_a_network_no_tenant_has_any_more_reaches_nothing_on_the_host(
     world: adv.LabHost,
 ) -> None:

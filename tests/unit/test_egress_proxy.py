@@ -112,6 +112,15 @@ def test_a_network_keeps_its_subnets_when_tenants_come_and_go() -> None:
     assert len({n["subnet"] for n in after}) == len({n["subnet6"] for n in after}) == 3
 
 
+def test_a_network_outside_its_pool_is_refused_not_moved() -> None:
+    """A pool changed under existing networks: Docker would recreate a moved network and cut
+    its outer off, so the filter refuses, naming the network and the way out."""
+    before = networks([{"name": "t1", "egress": "a"}])
+    with pytest.raises(AnsibleFilterError, match=r"network '.*a\.t1' has subnet 10\.213\.0\.0/28"):
+        egress_networks(egress_policies(TWO), [{"name": "t1", "egress": "a"}],
+                        "10.214.0.0/16", *POOLS[1:], listed(before))  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("tenants", "pools", "message"),
     [
@@ -123,6 +132,11 @@ def test_a_network_keeps_its_subnets_when_tenants_come_and_go() -> None:
         ([{"name": "t", "egress": "a"}], ("nonsense", *POOLS[1:]), r"is not a network"),
         ([{"name": "t", "egress": "a"}, {"name": "u", "egress": "a"}],
          ("10.213.0.0/28", *POOLS[1:]), r"has no /28 left for network '.*a\.u'"),
+        ([{"name": "t\n", "egress": "a"}], POOLS, r"not a valid tenant name"),
+        ([{"name": "t", "egress": "a"}], ("127.0.0.0/24", *POOLS[1:]), r"not a private range"),
+        ([{"name": "t", "egress": "a"}], ("8.8.0.0/16", *POOLS[1:]), r"not a private range"),
+        ([{"name": "t", "egress": "a"}], (POOLS[0], "::/64", 3128), r"not a private range"),
+        ([{"name": "t", "egress": "a"}], (POOLS[0], "fe80::/64", 3128), r"not a private range"),
     ],
 )  # fmt: skip
 def test_bad_tenants_and_pools_are_one_sentence(tenants: list, pools: tuple, message: str) -> None:

@@ -104,6 +104,8 @@ def test_an_instance_on_an_egress_policy_gets_the_policys_network() -> None:
         ([{"name": "../x"}], "not a valid instance name"),
         ([{}], "None is not a valid instance name"),
         ([{"name": "a"}, {"name": "a"}], "'a' is used twice"),
+        ([{"name": "a\n"}], "is not a valid instance name"),
+        ([{"name": "a", "network": contract().EGRESS_NETWORK_PREFIX + "p.b"}], "like an egress"),
         (
             [{"name": "a", "network": "shared"}, {"name": "b", "network": "shared"}],
             "instances 'a' and 'b' both name network 'shared': give each its own",
