@@ -265,8 +265,8 @@ def test_tenants_on_one_egress_policy_share_no_segment_and_no_names(host) -> Non
     addresses on its link (a neighbour there could take tenant-c's address and receive its
     replies, the proxy's included). Red control: in the same probe, tenant-a's own name
     resolves and its gateway (the proxy's address) shows up as a neighbour."""
-    _, gateways = addresses(inspect(host, "tenant-a"))
-    theirs, _ = addresses(inspect(host, NEIGHBOUR))
+    gateways = addresses(inspect(host, "tenant-a"))[1]
+    theirs = addresses(inspect(host, NEIGHBOUR))[0]
     assert gateways and theirs, (gateways, theirs)
     names = ["fortress-outer-tenant-a", f"fortress-outer-{NEIGHBOUR}"]
     probe = NEIGHBOUR_PROBE.format(names=" ".join(names), addrs=" ".join(gateways + theirs))
