@@ -3,8 +3,10 @@ our seccomp profile, no host devices or sockets, limits, the inner daemon, the s
 
 from __future__ import annotations
 
+import base64
 import json
 
+import pytest
 from conftest import NEIGHBOUR, PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
@@ -292,3 +294,42 @@ def test_root_in_an_outer_opens_no_vsock_socket(host, tenant) -> None:
     assert host.check_output(VSOCK) == "OPEN"  # the kernel has vsock: the probe can see it
     got = host.check_output(f"docker exec fortress-outer-{tenant} {VSOCK}")
     assert got.startswith("REFUSED"), got
+
+
+# Kernel interfaces root in an outer could turn on the host's kernel, each tried once (x86_64
+# numbers): loading a trivial socket-filter BPF program ("r0 = 0; exit"; a kprobe program
+# reads kernel memory), a system-wide perf event (pid -1, cpu 0) and an io_uring (a syscall
+# surface seccomp never sees). Each prints NAME OPEN or NAME REFUSED <errno>. Nothing is
+# attached or written: the descriptors close when the probe exits.
+KERNEL_PROBE = r"""
+my $insns = pack("CCsl", 0xb7, 0, 0, 0) . pack("CCsl", 0x95, 0, 0, 0);
+my $prog = pack("LLPp", 1, 2, $insns, "GPL"); $prog .= "\0" x (128 - length $prog);
+my $perf = pack("LLQ", 1, 64, 0) . ("\0" x 48);
+my $ring = "\0" x 120;
+for my $try (["bpf", sub { syscall(321, 5, $prog, length $prog) }],
+             ["perf_event_open", sub { syscall(298, $perf, -1, 0, -1, 0) }],
+             ["io_uring_setup", sub { syscall(425, 1, $ring) }]) {
+  my $fd = $try->[1]->();
+  print $try->[0], $fd >= 0 ? " OPEN\n" : " REFUSED $!\n";
+}
+"""
+
+
+def kernel_probe(host, where: str = "") -> dict[str, str]:
+    """{syscall: OPEN or REFUSED <errno>} as root on the lab host, or in an outer (where)."""
+    script = base64.b64encode(KERNEL_PROBE.encode()).decode()
+    out = host.check_output(f"echo {script} | base64 -d | {where} perl")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+@pytest.mark.xfail(strict=True, reason="issue 18: the outer's seccomp allows bpf, perf, io_uring")
+def test_root_in_an_outer_loads_no_bpf_opens_no_perf_event_and_no_io_uring(host, tenant) -> None:
+    """Docker's default profile allows bpf and perf_event_open to a holder of CAP_SYS_ADMIN,
+    which a dind outer is, and io_uring to anyone: the outer's profile refuses all three
+    (runsc, containerd and dockerd in the outer use none of them: every sandbox test of this
+    scenario and the VM's runs under it). Red control: root on the lab host, on the same
+    kernel, gets each one."""
+    assert kernel_probe(host) == dict.fromkeys(("bpf", "perf_event_open", "io_uring_setup"), "OPEN")
+    got = kernel_probe(host, f"docker exec -i fortress-outer-{tenant}")
+    assert set(got) == {"bpf", "perf_event_open", "io_uring_setup"}, got
+    assert all(verdict.startswith("REFUSED") for verdict in got.values()), got
