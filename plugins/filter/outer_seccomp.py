@@ -15,7 +15,8 @@ description:
   - Used by the outer_sandbox role. C(ENOSYS) for the new mount API (C(fsopen),
     C(fsmount), C(move_mount), ...) makes mount tools fall back to C(mount(2)), which
     AppArmor mediates; AppArmor on Linux 6.1 does not mediate the new API, so it would
-    bypass the profile's mount rules.
+    bypass the profile's mount rules. The role refuses C(bpf), C(perf_event_open) and
+    C(io_uring_*) the same way.
   - C(socket) is allowed for every address family but C(AF_VSOCK) (40), which the profile's
     default action refuses (C(EPERM)), as Docker's own default profile has done since 23.0;
     vsock has no network namespaces, so an outer with no network would still reach the

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
 from conftest import NEIGHBOUR, PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
 from fortress_lab.common import contract
@@ -322,7 +321,6 @@ def kernel_probe(host, where: str = "") -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: the outer's seccomp allows bpf, perf, io_uring")
 def test_root_in_an_outer_loads_no_bpf_opens_no_perf_event_and_no_io_uring(host, tenant) -> None:
     """Docker's default profile allows bpf and perf_event_open to a holder of CAP_SYS_ADMIN,
     which a dind outer is, and io_uring to anyone: the outer's profile refuses all three
