@@ -187,6 +187,44 @@ def test_a_network_no_tenant_has_any_more_reaches_nothing_on_the_host(
     assert "DONE" in got["stale"] and "REACHED" not in got["stale"], got
 
 
+# Root in the outer connecting to its own proxy from an address that is not its own (the
+# kernel sends the SYN with that source); the host's answer, if any, goes to that address.
+SPOOF = (
+    "ip addr add {spoofed}/32 dev eth0; "
+    'perl -MIO::Socket::INET -e \'IO::Socket::INET->new(PeerAddr => "{gw}", '
+    'PeerPort => {port}, LocalAddr => "{spoofed}", Timeout => 3)\'; '
+    "ip addr del {spoofed}/32 dev eth0; echo DONE"
+)
+# A counter of what the lab host sends to the spoofed address (a table of the test's own).
+WATCH = (
+    "nft -f - <<'EOF'\ntable inet fortress_probe {{ chain out {{ type filter hook output "
+    "priority 0; policy accept; ip daddr {spoofed} counter }} }}\nEOF"
+)
+UDP = 'python3 -c \'import socket; socket.socket(2, 2).sendto(b"x", ("{spoofed}", 9))\''
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17: the proxy's port accepts any source address")
+def test_a_spoofed_source_gets_no_answer_from_the_host(world: adv.LabHost) -> None:
+    """Root in the outer (NET_ADMIN in its own namespace) sends its proxy a SYN from an
+    address that is not the outer's: an answer would leave the host for that address (any
+    address the host routes to: a covert channel past the allowlist, or packets into another
+    tenant's network). The host sends nothing there. Red control: a datagram the host itself
+    sends to that address is counted."""
+    gw4, _gw6, port = egress.gateways(world)
+    spoofed = "198.51.100.99"
+    world.sh(WATCH.format(spoofed=spoofed))
+    try:
+        got = world.outer_exec(["bash", "-c", SPOOF.format(spoofed=spoofed, gw=gw4, port=port)])
+        after_spoof = world.sh("nft list table inet fortress_probe")
+        world.sh(UDP.format(spoofed=spoofed))
+        after_control = world.sh("nft list table inet fortress_probe")
+    finally:
+        world.sh("nft delete table inet fortress_probe")
+    assert "DONE" in got, got
+    assert "counter packets 0 bytes 0" not in after_control, after_control  # it counts
+    assert "counter packets 0 bytes 0" in after_spoof, after_spoof  # the host answered
+
+
 def test_without_the_firewall_the_host_is_reachable_and_the_role_restores_it(
     world: adv.LabHost,
 ) -> None:
