@@ -197,8 +197,9 @@ SPOOF = (
 )
 # A counter of what the lab host sends to the spoofed address (a table of the test's own).
 WATCH = (
-    "nft -f - <<'EOF'\ntable inet fortress_probe {{ chain out {{ type filter hook output "
-    "priority 0; policy accept; ip daddr {spoofed} counter }} }}\nEOF"
+    "nft add table inet fortress_probe && nft add chain inet fortress_probe out "
+    "'{{ type filter hook output priority 0; policy accept; }}' && "
+    "nft add rule inet fortress_probe out ip daddr {spoofed} counter"
 )
 UDP = 'python3 -c \'import socket; socket.socket(2, 2).sendto(b"x", ("{spoofed}", 9))\''
 
@@ -212,8 +213,9 @@ def test_a_spoofed_source_gets_no_answer_from_the_host(world: adv.LabHost) -> No
     sends to that address is counted."""
     gw4, _gw6, port = egress.gateways(world)
     spoofed = "198.51.100.99"
-    world.sh(WATCH.format(spoofed=spoofed))
+    watching = world.sh(WATCH.format(spoofed=spoofed))
     try:
+        assert watching == "", watching
         got = world.outer_exec(["bash", "-c", SPOOF.format(spoofed=spoofed, gw=gw4, port=port)])
         after_spoof = world.sh("nft list table inet fortress_probe")
         world.sh(UDP.format(spoofed=spoofed))
