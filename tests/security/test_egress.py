@@ -204,7 +204,6 @@ WATCH = (
 UDP = 'python3 -c \'import socket; socket.socket(2, 2).sendto(b"x", ("{spoofed}", 9))\''
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: the proxy's port accepts any source address")
 def test_a_spoofed_source_gets_no_answer_from_the_host(world: adv.LabHost) -> None:
     """Root in the outer (NET_ADMIN in its own namespace) sends its proxy a SYN from an
     address that is not the outer's: an answer would leave the host for that address (any
