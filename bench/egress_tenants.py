@@ -14,7 +14,7 @@ in each round (--rounds):
 Printed as medians of the rounds' p50 and p99 and as ratios to (a); saved as JSON in
 bench/results/.
 
-    .venv/bin/python bench/egress_tenants.py [--rounds 3] [--flood 60] [--requests 300]
+    PYTHONPATH=tools .venv/bin/python bench/egress_tenants.py [--rounds 3] [--flood 60]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,8 +31,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from fortress_lab import egress_loopback as loopback
+
 ROOT = Path(__file__).resolve().parents[1]
-PROXY = ROOT / "roles" / "egress" / "files" / "egress-proxy.py"
 FLOODER, MEASURED = "127.0.0.2", "127.0.0.3"
 
 
@@ -48,52 +48,19 @@ class Upstream(BaseHTTPRequestHandler):
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_proxy(tmp: Path, name: str, upstream: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
     config = {
-        "policy": "bench", "tenant": name, "listen": ["127.0.0.1"], "port": port, "deny": [],
-        "nonpublic": [], "exempt": [], "rules": [{"host": "localhost", "port": upstream}],
+        "policy": "bench", "tenant": name, "deny": [], "nonpublic": [], "exempt": [],
+        "rules": [{"host": "localhost", "port": upstream}],
     }  # fmt: skip
-    (tmp / f"{name}.json").write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-I", str(PROXY), str(tmp / f"{name}.json")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"proxy {name} did not listen")
-
-
-def ask(port: int, source: str, target: str) -> int:
-    with socket.socket() as conn:
-        conn.settimeout(10)
-        conn.bind((source, 0))
-        conn.connect(("127.0.0.1", port))
-        conn.sendall(f"GET {target} HTTP/1.0\r\n\r\n".encode())
-        answer = b""
-        try:
-            while data := conn.recv(65536):
-                answer += data
-        except OSError:
-            pass
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+    return loopback.start_proxy(config, tmp / f"{name}.json")
 
 
 def flooder(port: int, connections: int, stop: multiprocessing.Event) -> None:
     def loop() -> None:
         while not stop.is_set():
             try:
-                ask(port, FLOODER, "http://denied.example/")
+                loopback.ask(port, FLOODER, "http://denied.example/")
             except OSError:
                 time.sleep(0.01)
 
@@ -107,9 +74,8 @@ def measure(port: int, upstream: int, requests: int) -> tuple[float, float]:
     """(p50, p99) in ms of the measured tenant's allowed requests, one connection each."""
     times = []
     for n in range(requests):
-        began = time.monotonic()
-        status = ask(port, MEASURED, f"http://localhost:{upstream}/{n}")
-        times.append((time.monotonic() - began) * 1000)
+        seconds, status, _body = loopback.ask(port, MEASURED, f"http://localhost:{upstream}/{n}")
+        times.append(seconds * 1000)
         if status != 200:
             raise SystemExit(f"the measured tenant's request {n} got {status}")
     cuts = statistics.quantiles(times, n=100)

@@ -10,11 +10,8 @@ printed; bench/egress.py measures the per-request cost."""
 
 from __future__ import annotations
 
-import json
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +20,8 @@ from pathlib import Path
 import pytest
 from test_egress_proxy import upstream  # noqa: F401 - the shared loopback upstream
 
-ROOT = Path(__file__).resolve().parents[2]
-PROXY = ROOT / "roles" / "egress" / "files" / "egress-proxy.py"
+from fortress_lab import egress_loopback as loopback
+
 FLOODER, OTHER = "127.0.0.2", "127.0.0.3"  # two tenants: two outers' addresses
 IDLE = 1000
 REQUESTS = 200
@@ -38,32 +35,17 @@ def served(path: str) -> bytes:
     return f"upstream {path} close".encode()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[dict]:  # noqa: F811
-    port = free_port()
     tmp = tmp_path_factory.mktemp("load")
     config = {
-        "policy": "load", "listen": ["127.0.0.1"], "port": port, "deny": [], "nonpublic": [],
-        "exempt": [], "rules": [{"host": "localhost", "port": upstream}],
+        "policy": "load", "deny": [], "nonpublic": [], "exempt": [],
+        "rules": [{"host": "localhost", "port": upstream}],
         "head_timeout": 120,  # the idle connections stay for the whole test
     }  # fmt: skip
-    (tmp / "load.json").write_text(json.dumps(config))
     with (tmp / "proxy.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-I", str(PROXY), str(tmp / "load.json")],
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc, port = loopback.start_proxy(config, tmp / "load.json", log)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         yield {"port": port, "upstream": upstream, "proc": proc}
     finally:
         proc.terminate()
@@ -71,24 +53,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[d
 
 
 def ask(world: dict, source: str, path: str) -> tuple[float, int, bytes]:
-    """(seconds, status, body) of one GET through the proxy from a tenant's address; status
-    0 when the proxy closed the connection without an answer this client could read (a
-    refusal sent and the connection closed before the request was read resets it)."""
-    began = time.monotonic()
-    answer = b""
-    with socket.socket() as conn:
-        conn.settimeout(10)
-        conn.bind((source, 0))
-        conn.connect(("127.0.0.1", world["port"]))
-        head = f"GET http://localhost:{world['upstream']}{path} HTTP/1.0\r\n\r\n"
-        try:
-            conn.sendall(head.encode())
-            while data := conn.recv(65536):
-                answer += data
-        except ConnectionResetError:
-            answer = answer if answer.startswith(b"HTTP/") else b""
-    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
-    return time.monotonic() - began, status, answer.partition(b"\r\n\r\n")[2]
+    """(seconds, status, body) of one GET of the upstream's path through the proxy from a
+    tenant's address (status 0: closed without an answer this client could read)."""
+    return loopback.ask(world["port"], source, f"http://localhost:{world['upstream']}{path}")
 
 
 def p99(samples: list[float]) -> float:
