@@ -226,6 +226,20 @@ def test_a_spoofed_source_gets_no_answer_from_the_host(world: adv.LabHost) -> No
     assert "counter packets 0 bytes 0" in after_spoof, after_spoof  # the host answered
 
 
+@pytest.mark.xfail(strict=True, reason="issue 17: a neighbour entry per claimed address")
+def test_a_claimed_address_leaves_no_neighbour_entry_on_the_host(world: adv.LabHost) -> None:
+    """Root in the outer asks the host for its gateway from addresses that are not its own
+    network's (documentation ranges, the next tenant's /28 of the pool, its own /64 outside
+    the addresses Docker gives out). Each one the host accepted would be an entry in the
+    kernel's neighbour table, which every tenant and the host share (1024 entries by
+    default): a flood of them denies everyone their neighbours. The host keeps none. Red
+    control: an address of the outer's own range, unused, gets its entry."""
+    got = egress.neighbour_claims(world)
+    assert got.ran, got.output
+    assert set(got.control) <= got.entries, got  # a claim the host takes is seen
+    assert not got.entries & set(got.claimed), got
+
+
 def test_without_the_firewall_the_host_is_reachable_and_the_role_restores_it(
     world: adv.LabHost,
 ) -> None:

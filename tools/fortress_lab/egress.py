@@ -215,6 +215,96 @@ def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
     return gw4, gw6, int(net["Labels"][contract().EGRESS_PROXY_LABEL].rsplit(":", 1)[1])
 
 
+# Root in the outer claims addresses that are not its own, and from each one (1) asks the host
+# for its gateway, its neighbour cache flushed: an ARP request (IPv4) or a neighbour
+# solicitation (IPv6) whose sender is the claimed address; (2) with the gateway's entry pinned,
+# sends a datagram through the gateway to an address beyond it with a TTL (hop limit) of 1:
+# the host's answer, an ICMP error (time exceeded, no route), goes to the claimed address,
+# which the host must then look up as a neighbour. Only NET_ADMIN and a UDP socket: the outer
+# has no NET_RAW.
+CLAIM = r"""
+d=$(ip -o route get {gw4} | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+send() {{ perl -MIO::Socket::IP -MSocket=:all -e '
+  $s = IO::Socket::IP->new(PeerHost => $ARGV[0], PeerPort => 9, Proto => "udp",
+                           LocalHost => $ARGV[1] || undef) or die "$ARGV[1]: $@";
+  if ($ARGV[2]) {{ $s->sockdomain == AF_INET6 ? setsockopt($s, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 1)
+                                             : setsockopt($s, IPPROTO_IP, IP_TTL, 1) }}
+  $s->send("x"); select(undef, undef, undef, 0.3)' "$@"; }}
+send {gw4} "" 0
+mac=$(ip neigh show {gw4} dev $d | sed -n 's/.*lladdr \([^ ]*\).*/\1/p')
+ip route add 198.51.100.99/32 via {gw4} dev $d; ip -6 route add 2001:db8:77::1/128 via {gw6} dev $d
+for a in {addrs}; do
+  case $a in
+    *:*) f=-6 p=128 gw={gw6} to=2001:db8:77::1 x=nodad;;
+    *) f=-4 p=32 gw={gw4} to=198.51.100.99 x=;;
+  esac
+  case $a in fe80:*) l=$a%$d;; *) l=$a;; esac
+  ip $f addr add $a/$p dev $d $x
+  ip neigh flush dev $d; send $gw $l 0
+  case " {control} " in *" $a "*) ;; *)
+    ip neigh replace $gw lladdr $mac dev $d nud permanent; send $to $l 1; ip neigh del $gw dev $d;;
+  esac
+  ip $f addr del $a/$p dev $d
+done
+ip route del 198.51.100.99/32; ip -6 route del 2001:db8:77::1/128
+echo DONE
+"""
+
+
+@dataclass
+class Claims:
+    """What root in the outer claimed, and the host's neighbour entries (every interface)."""
+
+    claimed: list[str]  # addresses outside the network's range
+    control: list[str]  # unused addresses of its range
+    entries: set[str]
+    output: str
+
+    @property
+    def ran(self) -> bool:
+        return "DONE" in self.output and " at -e line" not in self.output
+
+
+def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
+    """Root in the host's outer claims addresses that are not its network's (a documentation
+    address of each family, the pool's next /28, which is another tenant's, an address of the
+    host's uplink subnet, an address of its /64 outside the /124 Docker gives out, a link-local
+    one) and unused ones of its own range (the control), each as CLAIM says; then the host's
+    neighbour entries on every interface. The entries made are removed again."""
+    name = f"{contract().EGRESS_NETWORK_PREFIX}{policy}.{host.outer}"
+    net = json.loads(host.sh(f"docker network inspect {name}"))[0]
+    subnets = [ipaddress.ip_network(c["Subnet"]) for c in net["IPAM"]["Config"]]
+    sub4 = next(s for s in subnets if s.version == 4)
+    sub6 = next(s for s in subnets if s.version == 6)
+    uplink = re.search(r" dev (\S+)", host.sh("ip -o -4 route show default"))
+    found = uplink and re.search(
+        r"inet (\S+)", host.sh(f"ip -o -4 addr show dev {uplink.group(1)} scope global")
+    )
+    if not found:
+        raise LabError("the host has no IPv4 default route through an interface with an address")
+    lan = ipaddress.ip_interface(found.group(1)).network
+    gw4, gw6, _port = gateways(host, policy)
+    claimed = [
+        "198.51.100.7",
+        str(sub4.broadcast_address + 6),
+        str(lan.broadcast_address - 6),
+        "2001:db8::7",
+        str(sub6.network_address + 0x10007),
+        "fe80::dead:7",
+    ]
+    control = [str(sub4.broadcast_address - 1), str(sub6.network_address + 0xE)]
+    script = CLAIM.format(
+        addrs=" ".join(claimed + control), control=" ".join(control), gw4=gw4, gw6=gw6
+    )
+    try:
+        out = host.sh(f"docker exec -u 0 fortress-outer-{host.outer} bash -c {shlex.quote(script)}")
+        table = host.sh("ip neigh show")
+    finally:
+        host.sh("; ".join(f"ip neigh flush to {a} 2>/dev/null" for a in claimed + control))
+    entries = {line.split()[0] for line in table.splitlines() if line.strip()}
+    return Claims(claimed, control, entries, out)
+
+
 def check(host: Shell, policy: str = POLICY) -> Outcome:
     """Every check, in one sandbox on the policy (all at once: about one nc timeout)."""
     gw4, gw6, port = gateways(host, policy)
