@@ -26,6 +26,10 @@ description:
     (O(existing)) keeps its subnets; a new one gets the first that overlaps no existing egress
     network, so adding or removing a tenant never moves another's. The pools bound the
     networks per host: 4096 with the default /16 (and 65536 /64s in the default /48)."
+  - "Addresses: Docker gives a network's containers IPv6 addresses only from C(range6), the
+    first /124 of its /64, as the /28 bounds IPv4: the egress role lets the host hear a
+    network (its proxy, ARP and neighbour discovery) only from those 16 addresses of each
+    family, so no tenant fills the host's neighbour table, which every tenant shares."
   - Fails with one sentence when a tenant names a policy O(_input) does not define, a tenant
     is listed twice, a pool is not a private network of its family or has no subnet left, or
     a network the host has lies outside its pool (it would have to move).
@@ -79,8 +83,8 @@ _value:
   description:
     - Each network with C(id) (POLICY.TENANT, which names its proxy's unit and configuration),
       C(policy), C(tenant), C(network) (the contract's network prefix, then the id),
-      C(bridge), C(subnet), C(gateway), C(subnet6), C(gateway6), C(port), C(proxy) (the proxy
-      URL) and C(rules).
+      C(bridge), C(subnet), C(gateway), C(subnet6), C(range6) (the addresses given out in
+      C(subnet6)), C(gateway6), C(port), C(proxy) (the proxy URL) and C(rules).
   type: list
   elements: dict
 """
@@ -88,6 +92,7 @@ _value:
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
 PREFIX4 = 28  # each network: a /28 of the IPv4 pool
 PREFIX6 = 64  # and a /64 of the IPv6 pool
+RANGE6 = 124  # of which Docker gives out the first 16 addresses, as many as the /28 has
 
 
 def _fail(msg: str) -> AnsibleFilterError:
@@ -217,6 +222,7 @@ def egress_networks(
                 "subnet": str(subnet),
                 "gateway": str(gateway),
                 "subnet6": str(subnet6),
+                "range6": str(next(subnet6.subnets(new_prefix=RANGE6))),
                 "gateway6": str(gateway6),
                 "port": int(port),
                 "proxy": f"http://{gateway}:{int(port)}",

@@ -90,6 +90,8 @@ def test_each_tenant_on_a_policy_gets_a_network_and_a_proxy_of_its_own() -> None
         "10.213.0.0/28", "10.213.0.1", "fd0f:e9e5:213::/64", "fd0f:e9e5:213::1",
         "http://10.213.0.1:3128")  # fmt: skip
     assert (two["subnet"], two["subnet6"]) == ("10.213.0.16/28", "fd0f:e9e5:213:1::/64")
+    # Docker gives out 16 IPv6 addresses per network, as many as the /28 holds, gateway first
+    assert (one["range6"], two["range6"]) == ("fd0f:e9e5:213::/124", "fd0f:e9e5:213:1::/124")
     assert four["rules"] == [{"host": "x.example", "port": 443}] and one["rules"] == []
     bridges = [n["bridge"] for n in got]
     assert len(set(bridges)) == 3 and all(len(b) <= 15 for b in bridges)

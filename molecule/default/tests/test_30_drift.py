@@ -33,6 +33,7 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     h.check_output("systemctl stop docker.socket docker.service")
     h.check_output("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q runsc")
     h.check_output("nft flush chain inet fortress_egress input")  # the egress firewall
+    h.check_output("nft flush chain arp fortress_egress input")  # and its ARP table
     h.check_output(f"echo '{PLANTED}' >> {LIBRARY}")
     drifted = _state(h)
     assert drifted["docker"] is False and drifted["runsc"] is False
@@ -67,3 +68,4 @@ def test_drift_is_reported_repaired_and_then_quiet(inventory, debian12, debian12
     assert PLANTED not in h.file(LIBRARY).content_string
     assert INSTALL_LIBRARY in repair.changed[debian12], repair.changed
     assert "only its proxy" in h.check_output("nft list chain inet fortress_egress input")
+    assert "no other ARP" in h.check_output("nft list chain arp fortress_egress input")
