@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from fortress_lab.playbook import PlaybookRun, run_playbook
@@ -57,7 +56,6 @@ def _run(tmp_path: Path, **overrides: Any) -> PlaybookRun:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: an enforcing SELinux passes as a wall")
 def test_an_enforcing_selinux_is_not_a_second_wall(tmp_path: Path) -> None:
     """SELinux enforcing on the host, dind mode: the host daemon never labels the outer (no
     `selinux-enabled` in daemon.json; no lab host can prove a policy), so root in the outer
