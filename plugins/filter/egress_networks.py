@@ -31,9 +31,10 @@ description:
     network (its proxy, ARP and neighbour discovery) only from those 16 addresses of each
     family, so no tenant fills the host's neighbour table, which every tenant shares."
   - Fails with one sentence when a tenant names a policy O(_input) does not define, a tenant
-    is listed twice, a pool is not a private network of its family or has no subnet left, or
-    a network the host has lies outside its pool (it would have to move).
-positional: tenants, pool4, pool6, port, existing
+    is listed twice, a pool is not a private network of its family or has no subnet left, a
+    pool overlaps a route of the host's (O(routes)), or a network the host has lies outside
+    its pool (it would have to move).
+positional: tenants, pool4, pool6, port, existing, routes
 options:
   _input:
     description: The validated policies (C(egress_policies | fortress.agents.egress_policies)).
@@ -63,6 +64,15 @@ options:
     description:
       - The egress networks on the host's daemon, as Docker lists them (C(Name), C(IPAM));
         empty on a host never converged.
+    type: list
+    elements: dict
+    default: []
+  routes:
+    description:
+      - The host's routes, as C(ip -j route show table main) lists them (IPv4 and IPv6). A pool
+        may overlap none but those on the role's own bridges (C(fe-*)) and default routes: a
+        tenant's network inside the host's LAN, VPN or another Docker network would take
+        its addresses from the host (the host would send their traffic to the tenant).
     type: list
     elements: dict
     default: []
@@ -124,6 +134,26 @@ def _pool(text: str, version: int, prefix: int, var: str) -> ipaddress._BaseNetw
     return pool
 
 
+def _routed(pool: ipaddress._BaseNetwork, routes: list[dict[str, Any]], var: str) -> None:
+    """Refuse a pool that overlaps a route of the host's that is not the role's own."""
+    for route in routes or []:
+        if not isinstance(route, dict) or route.get("dst") in (None, "default"):
+            continue
+        dev = str(route.get("dev") or route.get("type") or "?")
+        if dev.startswith(EGRESS_BRIDGE_PREFIX):
+            continue
+        try:
+            dst = ipaddress.ip_network(str(route["dst"]), strict=False)
+        except ValueError:
+            continue
+        if dst.version == pool.version and dst.overlaps(pool) and not dst.is_link_local:
+            raise _fail(
+                f"{var} {str(pool)!r} overlaps the host's route to {dst} ({dev}): its tenants' "
+                f"networks would take those addresses from the host; choose a private range the "
+                f"host routes nowhere."
+            )
+
+
 def _existing(networks: list[dict[str, Any]]) -> dict[str, list[ipaddress._BaseNetwork]]:
     """Each existing network's subnets, by name (what Docker says, parsed and nothing else)."""
     out: dict[str, list[ipaddress._BaseNetwork]] = {}
@@ -173,11 +203,14 @@ def egress_networks(
     pool6: str,
     port: int,
     existing: list[dict[str, Any]] | None = None,
+    routes: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One network per tenant and policy (see DOCUMENTATION)."""
     by_name = {p["name"]: p for p in policies or []}
     v4 = _pool(pool4, 4, PREFIX4, "egress_subnet_pool")
     v6 = _pool(pool6, 6, PREFIX6, "egress_subnet6_pool")
+    _routed(v4, routes or [], "egress_subnet_pool")
+    _routed(v6, routes or [], "egress_subnet6_pool")
     have = _existing(existing or [])
     used = [s for subnets in have.values() for s in subnets]
     wanted: list[tuple[dict[str, Any], str]] = []

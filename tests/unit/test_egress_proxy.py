@@ -123,6 +123,36 @@ def test_a_network_outside_its_pool_is_refused_not_moved() -> None:
                         "10.214.0.0/16", *POOLS[1:], listed(before))  # fmt: skip
 
 
+def test_a_pool_overlapping_a_route_of_the_hosts_is_refused() -> None:
+    """A tenant's /28 inside the host's LAN, VPN or another Docker network would take those
+    addresses from the host: the host would send their traffic to the tenant's bridge. The
+    filter refuses a pool overlapping any route but a default one or one on the role's own
+    bridges (which the networks' own routes are), in IPv4 and IPv6."""
+    one = [{"name": "t", "egress": "a"}]
+    ours = [
+        {"dst": "default", "gateway": "172.17.0.1", "dev": "eth0"},
+        {"dst": "10.213.0.0/28", "dev": contract().EGRESS_BRIDGE_PREFIX + "0123456789"},
+        {"dst": "fe80::/64", "dev": "eth0"},
+        {"dst": "172.17.0.0/16", "dev": "eth0"},
+    ]
+    assert (
+        networks(one)[0]["subnet"]
+        == egress_networks(egress_policies(TWO), one, *POOLS, [], ours)[0]["subnet"]
+    )
+    for route, var in [
+        ({"dst": "10.0.0.0/8", "dev": "eth0"}, "egress_subnet_pool"),
+        ({"dst": "10.213.7.9", "dev": "wg0"}, "egress_subnet_pool"),
+        ({"dst": "10.213.0.0/24", "type": "blackhole"}, "egress_subnet_pool"),
+        ({"dst": "fd0f:e9e5::/32", "dev": "eth1"}, "egress_subnet6_pool"),
+    ]:
+        with pytest.raises(
+            AnsibleFilterError,
+            match=rf"^egress_networks: {var} .* overlaps the "
+            rf"host's route to {route['dst']}",
+        ):
+            egress_networks(egress_policies(TWO), one, *POOLS, [], [*ours, route])
+
+
 @pytest.mark.parametrize(
     ("tenants", "pools", "message"),
     [

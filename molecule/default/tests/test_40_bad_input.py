@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import ipaddress
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,23 @@ def test_bad_input_fails_clearly_before_any_change(case, inventory, debian12, de
     extra_vars, phrases = BAD_INPUT[case]
     assert_refused_before_any_change(
         inventory, debian12, extra_vars, phrases, lambda: _fingerprint(debian12_host), case
+    )
+
+
+def test_an_egress_pool_inside_the_hosts_lan_is_refused(inventory, debian12, debian12_host):
+    """The host's own LAN as the egress pool: its tenants' /28s would take LAN addresses
+    from the host (their routes are more specific). Refused in the preflight, naming the
+    route, before any change."""
+    found = debian12_host.check_output("ip -o -4 addr show dev eth0 scope global").split()[3]
+    lan = ipaddress.ip_interface(found).network
+    pool = str(lan if lan.prefixlen <= 28 else lan.supernet(new_prefix=28))
+    assert_refused_before_any_change(
+        inventory,
+        debian12,
+        {"egress_subnet_pool": pool},
+        ["egress_subnet_pool", f"overlaps the host's route to {lan}"],
+        lambda: _fingerprint(debian12_host),
+        "egress pool inside the host's LAN",
     )
 
 
