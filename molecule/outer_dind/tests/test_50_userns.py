@@ -12,6 +12,9 @@ import os
 import testinfra
 from conftest import PLATFORM, USERNS
 
+from fortress_lab.common import REPO_ROOT
+from fortress_lab.playbook import run_playbook
+
 testinfra_hosts = [f"ansible://{USERNS}"]
 
 OUTER = "fortress-outer-default"
@@ -120,3 +123,19 @@ def test_the_sandbox_library_takes_the_remapped_owner_and_refuses_root_there(hos
     assert host.check_output(f"python3 -c '{OWNER_CHECK}' {uid}") == "ok"
     refused = host.check_output(f"python3 -c '{OWNER_CHECK}' 0")
     assert f"is owned by uid {uid}, not root" in refused, refused
+
+
+def test_the_proof_names_each_outers_wall_as_the_host_kernel_sees_it(host) -> None:
+    """playbooks/prove.yml (`make demo`'s proof and its "outer wall" column) reads the wall
+    from the host side: on the userns host "userns" (the outer's uid map is not the host's),
+    on the dind host of this kernel without AppArmor "none", which is what the lab's
+    outer_sandbox_acknowledge_no_second_wall acknowledges."""
+    run = run_playbook(
+        os.environ["MOLECULE_INVENTORY_FILE"], playbook=REPO_ROOT / "playbooks/prove.yml"
+    )
+    assert run.rc == 0, run.output[-3000:]
+    walls = {
+        name: result["ansible_facts"]["fortress_proof"]["outer_wall"]
+        for name, result in run.results["Record the proof"].items()
+    }
+    assert walls == {USERNS: "userns", PLATFORM: "none"}, walls
