@@ -220,8 +220,10 @@ def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
 # solicitation (IPv6) whose sender is the claimed address; (2) with the gateway's entry pinned,
 # sends a datagram through the gateway to an address beyond it with a TTL (hop limit) of 1:
 # the host's answer, an ICMP error (time exceeded, no route), goes to the claimed address,
-# which the host must then look up as a neighbour. Only NET_ADMIN and a UDP socket: the outer
-# has no NET_RAW.
+# which the host must then look up as a neighbour; (3) sends the gateway the first fragment of
+# a datagram whose other fragments a classic BPF filter on its interface drops (helper-13): a
+# reassembly the host begins times out with an ICMP error to the claimed address. Only
+# NET_ADMIN and a UDP socket: the outer has no NET_RAW.
 CLAIM = r"""
 d=$(ip -o route get {gw4} | sed -n 's/.* dev \([^ ]*\).*/\1/p')
 send() {{ perl -MIO::Socket::IP -MSocket=:all -e '
@@ -229,10 +231,15 @@ send() {{ perl -MIO::Socket::IP -MSocket=:all -e '
                            LocalHost => $ARGV[1] || undef) or die "$ARGV[1]: $@";
   if ($ARGV[2]) {{ $s->sockdomain == AF_INET6 ? setsockopt($s, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 1)
                                              : setsockopt($s, IPPROTO_IP, IP_TTL, 1) }}
-  $s->send("x"); select(undef, undef, undef, 0.3)' "$@"; }}
+  $s->send("x" x ($ARGV[3] || 1)); select(undef, undef, undef, 0.3)' "$@"; }}
 send {gw4} "" 0
 mac=$(ip neigh show {gw4} dev $d | sed -n 's/.*lladdr \([^ ]*\).*/\1/p')
 ip route add 198.51.100.99/32 via {gw4} dev $d; ip -6 route add 2001:db8:77::1/128 via {gw6} dev $d
+# Leaving the interface, every fragment but the first is dropped (IPv4 offset, IPv6 fragment
+# header offset): direct-action classic BPF, TC_ACT_SHOT (2) or TC_ACT_UNSPEC (-1).
+tc qdisc add dev $d clsact
+tc filter add dev $d egress prio 1 bpf da bytecode "11,40 0 0 12,21 0 2 2048,40 0 0 20,\
+69 5 6 8191,21 0 5 34525,48 0 0 20,21 0 3 44,40 0 0 56,69 0 1 65528,6 0 0 2,6 0 0 4294967295"
 for a in {addrs}; do
   case $a in
     *:*) f=-6 p=128 gw={gw6} to=2001:db8:77::1 x=nodad;;
@@ -242,13 +249,22 @@ for a in {addrs}; do
   ip $f addr add $a/$p dev $d $x
   ip neigh flush dev $d; send $gw $l 0
   case " {control} " in *" $a "*) ;; *)
-    ip neigh replace $gw lladdr $mac dev $d nud permanent; send $to $l 1; ip neigh del $gw dev $d;;
+    ip neigh replace $gw lladdr $mac dev $d nud permanent
+    send $to $l 1; send $gw $l 0 3000; ip neigh del $gw dev $d;;
   esac
   ip $f addr del $a/$p dev $d
 done
+tc qdisc del dev $d clsact
 ip route del 198.51.100.99/32; ip -6 route del 2001:db8:77::1/128
 echo DONE
 """
+
+
+FRAGMENT_TIMERS = (
+    "net.ipv4.ipfrag_time",
+    "net.ipv6.ip6frag_time",
+    "net.netfilter.nf_conntrack_frag6_timeout",
+)
 
 
 @dataclass
@@ -296,10 +312,21 @@ def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
     script = CLAIM.format(
         addrs=" ".join(claimed + control), control=" ".join(control), gw4=gw4, gw6=gw6
     )
+    # A reassembly the host begins times out after a second instead of 30 s (IPv4) and 60 s
+    # (IPv6; netfilter's own queue when conntrack defragments IPv6): the host's own
+    # namespace's settings, restored afterwards.
+    timers = {}
+    for key in FRAGMENT_TIMERS:
+        found = host.run(f"sysctl -n {key}")
+        if found.rc == 0:
+            timers[key] = found.stdout.strip()
+    host.sh("sysctl -qw " + " ".join(f"{key}=1" for key in timers))
     try:
         out = host.sh(f"docker exec -u 0 fortress-outer-{host.outer} bash -c {shlex.quote(script)}")
+        time.sleep(3)
         table = host.sh("ip neigh show")
     finally:
+        host.sh("sysctl -qw " + " ".join(f"{key}={value}" for key, value in timers.items()))
         host.sh("; ".join(f"ip neigh flush to {a} 2>/dev/null" for a in claimed + control))
     entries = {line.split()[0] for line in table.splitlines() if line.strip()}
     return Claims(claimed, control, entries, out)
