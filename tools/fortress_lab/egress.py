@@ -222,8 +222,12 @@ def gateways(host: Shell, policy: str = POLICY) -> tuple[str, str, int]:
 # the host's answer, an ICMP error (time exceeded, no route), goes to the claimed address,
 # which the host must then look up as a neighbour; (3) sends the gateway the first fragment of
 # a datagram whose other fragments a classic BPF filter on its interface drops (helper-13): a
-# reassembly the host begins times out with an ICMP error to the claimed address. Only
-# NET_ADMIN and a UDP socket: the outer has no NET_RAW.
+# reassembly the host begins times out with an ICMP error to the claimed address; (4) from an
+# unused address of its own range, through a raw ICMPv6 socket in a user and network
+# namespace of its own on a macvlan of its interface (the outer has no NET_RAW, but may make
+# a user namespace, which has it; helper-14), sends a neighbour solicitation whose
+# destination is the claimed address (the on-link IPv6 claims): a host that forwards it sends
+# a redirect and keeps an entry for the destination.
 CLAIM = r"""
 d=$(ip -o route get {gw4} | sed -n 's/.* dev \([^ ]*\).*/\1/p')
 send() {{ perl -MIO::Socket::IP -MSocket=:all -e '
@@ -235,6 +239,22 @@ send() {{ perl -MIO::Socket::IP -MSocket=:all -e '
 send {gw4} "" 0
 mac=$(ip neigh show {gw4} dev $d | sed -n 's/.*lladdr \([^ ]*\).*/\1/p')
 ip route add 198.51.100.99/32 via {gw4} dev $d; ip -6 route add 2001:db8:77::1/128 via {gw6} dev $d
+unshare -Urn sleep 30 & ns=$!; sleep 0.3
+ip link add fortressnd link $d type macvlan mode private && ip link set fortressnd netns $ns
+nsenter -t $ns -U -n --preserve-credentials bash -c '
+  ip link set lo up; ip link set fortressnd up
+  ip -6 addr add {source6}/128 dev fortressnd nodad; i=$(ip -o link show fortressnd | cut -d: -f1)
+  for a in {claims6}; do
+    ip -6 route add $a/128 dev fortressnd; ip -6 neigh add $a lladdr '$mac' dev fortressnd
+    perl -MSocket=:all -e "
+      socket(S, AF_INET6, SOCK_RAW, 58) or die qq{{raw: \$!}};
+      setsockopt(S, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 255) or die qq{{hops: \$!}};
+      bind(S, pack_sockaddr_in6(0, inet_pton(AF_INET6, q{{{source6}}}))) or die qq{{bind: \$!}};
+      \$to = inet_pton(AF_INET6, \$ARGV[0]);
+      send(S, pack(q{{CCnNa16}}, 135, 0, 0, 0, \$to), 0, pack_sockaddr_in6(0, \$to, \$ARGV[1]))
+        or die qq{{send: \$!}}" $a $i
+  done'
+kill $ns
 # Leaving the interface, every fragment but the first is dropped (IPv4 offset, IPv6 fragment
 # header offset): direct-action classic BPF, TC_ACT_SHOT (2) or TC_ACT_UNSPEC (-1).
 tc qdisc add dev $d clsact
@@ -308,9 +328,21 @@ def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
         str(sub6.network_address + 0x10007),
         "fe80::dead:7",
     ]
-    control = [str(sub4.broadcast_address - 1), str(sub6.network_address + 0xE)]
+    control = [
+        str(sub4.broadcast_address - 1),
+        str(sub6.network_address + 0xE),
+        str(sub6.network_address + 0xD),  # the source of (4)
+    ]
     script = CLAIM.format(
-        addrs=" ".join(claimed + control), control=" ".join(control), gw4=gw4, gw6=gw6
+        addrs=" ".join(claimed + control),
+        control=" ".join(control),
+        gw4=gw4,
+        gw6=gw6,
+        source6=str(sub6.network_address + 0xD),
+        # On-link ones: an unreachable 2001:db8::7 first would hold back the host's redirects.
+        claims6=" ".join(
+            a for a in claimed if a.startswith("fe80:") or ipaddress.ip_address(a) in sub6
+        ),
     )
     # A reassembly the host begins times out after a second instead of 30 s (IPv4) and 60 s
     # (IPv6; netfilter's own queue when conntrack defragments IPv6): the host's own
@@ -324,10 +356,10 @@ def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
     try:
         out = host.sh(f"docker exec -u 0 fortress-outer-{host.outer} bash -c {shlex.quote(script)}")
         time.sleep(3)
-        table = host.sh("ip neigh show")
+        table = host.sh("ip neigh show nud all")  # entries without an address too (NONE)
     finally:
         host.sh("sysctl -qw " + " ".join(f"{key}={value}" for key, value in timers.items()))
-        host.sh("; ".join(f"ip neigh flush to {a} 2>/dev/null" for a in claimed + control))
+        host.sh("; ".join(f"ip neigh flush to {a} nud all 2>/dev/null" for a in claimed + control))
     entries = {line.split()[0] for line in table.splitlines() if line.strip()}
     return Claims(claimed, control, entries, out)
 
