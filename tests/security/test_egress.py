@@ -226,7 +226,6 @@ def test_a_spoofed_source_gets_no_answer_from_the_host(world: adv.LabHost) -> No
     assert "counter packets 0 bytes 0" in after_spoof, after_spoof  # the host answered
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: a forwarded solicitation, a redirect, an entry")
 def test_a_claimed_address_leaves_no_neighbour_entry_on_the_host(world: adv.LabHost) -> None:
     """Root in the outer asks the host for its gateway from addresses that are not its own
     network's (documentation ranges, the next tenant's /28 of the pool, its own /64 outside

@@ -56,7 +56,6 @@ def test_the_sandbox_ran_under_runsc_in_host_network_mode(outcome: egress.Outcom
     assert runtime == "runsc-egress" and "--network=host" in args.split(), outcome.runtime
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: a forwarded solicitation, a redirect, an entry")
 def test_a_claimed_address_leaves_no_neighbour_entry_on_the_host(vm: adv.RemoteHost) -> None:
     """As tests/security/test_egress.py's, under the VM's own kernel and sysctls (systemd's
     reverse-path filter among them): root in the outer claims addresses that are not its
