@@ -312,12 +312,17 @@ def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
     subnets = [ipaddress.ip_network(c["Subnet"]) for c in net["IPAM"]["Config"]]
     sub4 = next(s for s in subnets if s.version == 4)
     sub6 = next(s for s in subnets if s.version == 6)
-    uplink = re.search(r" dev (\S+)", host.sh("ip -o -4 route show default"))
-    found = uplink and re.search(
-        r"inet (\S+)", host.sh(f"ip -o -4 addr show dev {uplink.group(1)} scope global")
+    # The host's own uplink: its first global IPv4 address on an interface that is not a
+    # container bridge or veth, loopback or the test world's (a VM on QEMU's restricted
+    # network has no default route to find it by).
+    skip = ["lo", "docker", "br-", "veth", INTERFACE, contract().EGRESS_BRIDGE_PREFIX]
+    found = re.search(
+        rf"^\d+: (?!(?:{'|'.join(map(re.escape, skip))})[\s\S])\S+\s+inet (\S+)",
+        host.sh("ip -o -4 addr show scope global"),
+        re.MULTILINE,
     )
     if not found:
-        raise LabError("the host has no IPv4 default route through an interface with an address")
+        raise LabError("the host has no global IPv4 address outside its container bridges")
     lan = ipaddress.ip_interface(found.group(1)).network
     gw4, gw6, _port = gateways(host, policy)
     claimed = [
