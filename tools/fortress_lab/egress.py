@@ -252,14 +252,15 @@ nsenter -t $ns -U -n --preserve-credentials bash -c '
       bind(S, pack_sockaddr_in6(0, inet_pton(AF_INET6, q{{{source6}}}))) or die qq{{bind: \$!}};
       \$to = inet_pton(AF_INET6, \$ARGV[0]);
       send(S, pack(q{{CCnNa16}}, 135, 0, 0, 0, \$to), 0, pack_sockaddr_in6(0, \$to, \$ARGV[1]))
-        or die qq{{send: \$!}}" $a $i
+        or die qq{{send: \$!}}; print qq{{solicited \$ARGV[0]\n}}" $a $i
   done'
 kill $ns
 # Leaving the interface, every fragment but the first is dropped (IPv4 offset, IPv6 fragment
 # header offset): direct-action classic BPF, TC_ACT_SHOT (2) or TC_ACT_UNSPEC (-1).
 tc qdisc add dev $d clsact
 tc filter add dev $d egress prio 1 bpf da bytecode "11,40 0 0 12,21 0 2 2048,40 0 0 20,\
-69 5 6 8191,21 0 5 34525,48 0 0 20,21 0 3 44,40 0 0 56,69 0 1 65528,6 0 0 2,6 0 0 4294967295"
+69 5 6 8191,21 0 5 34525,48 0 0 20,21 0 3 44,40 0 0 56,69 0 1 65528,6 0 0 2,6 0 0 4294967295" \
+  && echo "fragment filter on"
 for a in {addrs}; do
   case $a in
     *:*) f=-6 p=128 gw={gw6} to=2001:db8:77::1 x=nodad;;
@@ -295,10 +296,19 @@ class Claims:
     control: list[str]  # unused addresses of its range
     entries: set[str]
     output: str
+    solicited: list[str]  # the claims (4) sends its solicitations to
 
     @property
     def ran(self) -> bool:
-        return "DONE" in self.output and " at -e line" not in self.output
+        """Every step ran: no perl error, the fragment filter on, every solicitation sent."""
+        lines = self.output.splitlines()
+        sent = [line.split()[1] for line in lines if line.startswith("solicited ")]
+        return (
+            "DONE" in self.output
+            and " at -e line" not in self.output
+            and "fragment filter on" in self.output
+            and sent == self.solicited
+        )
 
 
 def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
@@ -338,16 +348,16 @@ def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
         str(sub6.network_address + 0xE),
         str(sub6.network_address + 0xD),  # the source of (4)
     ]
+    # (4) solicits the on-link ones: an unreachable 2001:db8::7 first would hold back the
+    # host's redirects.
+    solicited = [a for a in claimed if a.startswith("fe80:") or ipaddress.ip_address(a) in sub6]
     script = CLAIM.format(
         addrs=" ".join(claimed + control),
         control=" ".join(control),
         gw4=gw4,
         gw6=gw6,
         source6=str(sub6.network_address + 0xD),
-        # On-link ones: an unreachable 2001:db8::7 first would hold back the host's redirects.
-        claims6=" ".join(
-            a for a in claimed if a.startswith("fe80:") or ipaddress.ip_address(a) in sub6
-        ),
+        claims6=" ".join(solicited),
     )
     # A reassembly the host begins times out after a second instead of 30 s (IPv4) and 60 s
     # (IPv6; netfilter's own queue when conntrack defragments IPv6): the host's own
@@ -366,7 +376,7 @@ def neighbour_claims(host: Shell, policy: str = POLICY) -> Claims:
         host.sh("sysctl -qw " + " ".join(f"{key}={value}" for key, value in timers.items()))
         host.sh("; ".join(f"ip neigh flush to {a} nud all 2>/dev/null" for a in claimed + control))
     entries = {line.split()[0] for line in table.splitlines() if line.strip()}
-    return Claims(claimed, control, entries, out)
+    return Claims(claimed, control, entries, out, solicited)
 
 
 def check(host: Shell, policy: str = POLICY) -> Outcome:
