@@ -70,8 +70,8 @@ options:
   routes:
     description:
       - The host's routes, as C(ip -j route show table main) lists them (IPv4 and IPv6). A pool
-        may overlap none but those on the role's own bridges (C(fe-*)) and default routes: a
-        tenant's network inside the host's LAN, VPN or another Docker network would take
+        may overlap none but those on the role's own bridges (C(fe-*)) and default routes, since
+        a tenant's network inside the host's LAN, VPN or another Docker network would take
         its addresses from the host (the host would send their traffic to the tenant).
     type: list
     elements: dict
