@@ -32,6 +32,7 @@ from fortress_lab.hostile_daemon import (
     hostile_daemon,
     json_reply,
     raw_reply,
+    upgraded_with,
 )
 
 lib = adv.load_library()
@@ -267,6 +268,19 @@ def test_a_command_that_exits_without_reading_its_stdin_keeps_its_output(tmp_pat
     with hostile_daemon(sock, stream=answers_and_closes):
         result = boxes_on(sock).exec("victim", ["true"], stdin=b"x" * 2**24, timeout=10)
     assert (result.rc, result.stdout, result.timed_out) == (0, "ok\n", False)
+
+
+@pytest.mark.xfail(strict=True, reason="the bytes read with the head are dropped")
+@pytest.mark.parametrize("after", [b"", frame(2, 4) + b"err\n"], ids=["alone", "then-more"])
+def test_output_read_with_the_upgrade_head_is_kept(tmp_path: Path, after: bytes) -> None:
+    # A quick command on a busy host: its output is on the socket before the client reads
+    # the 101 reply, so the HTTP reader buffers the first frame with the head (CI lost one
+    # task's output in twenty this way, rc 0 and stdout empty). Half a frame in that
+    # buffer and the rest on the socket must join too.
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, stream=upgraded_with(frame(1, 3) + b"o", b"k\n" + after)):
+        result = boxes_on(sock).exec("victim", ["true"], timeout=10)
+    assert (result.rc, result.stdout, result.stderr) == (0, "ok\n", "err\n" if after else "")
 
 
 def render_reaper(tmp_path: Path, sockets: list[str], timeout: int) -> Path:

@@ -69,6 +69,22 @@ def endless_json(
     return reply
 
 
+def upgraded_with(first: bytes, *later: bytes) -> Callable[[], Iterator[bytes]]:
+    """An exec stream whose first bytes go out in one write with the 101 reply's head: what
+    a busy host gives a quick command (the output is there before the client reads the
+    head), so the client's HTTP reader buffers them with it. Each of later follows after a
+    pause, from the socket."""
+
+    def reply() -> Iterator[bytes]:
+        yield UPGRADED + first
+        for data in later:
+            time.sleep(0.05)
+            yield data
+
+    reply.head = True  # type: ignore[attr-defined]
+    return reply
+
+
 CONTAINER = {
     "Id": CONTAINER_ID, "Name": "/victim", "State": {"Status": "running", "Running": True},
     "Config": {"Labels": {}, "Image": "x"}, "HostConfig": {"Runtime": "runsc"},
@@ -134,11 +150,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 exec_id = f"exec{srv.execs}"
             self.wfile.write(_json(201, {"Id": exec_id}))
         elif method == "POST" and path.startswith("/exec/") and path.endswith("/start"):
-            self.wfile.write(UPGRADED)
-            self.wfile.flush()
-            time.sleep(0.05)  # the client takes the socket from its HTTP reader first
             # The command's stream; later execs are the library's kill.
-            self.reply("exec" if path == "/exec/exec1/start" else "kill", lambda: iter(()))
+            which = "exec" if path == "/exec/exec1/start" else "kill"
+            if not getattr(srv.replies.get(which), "head", False):
+                self.wfile.write(UPGRADED)
+                self.wfile.flush()
+                time.sleep(0.05)  # the client reads the head alone (see upgraded_with)
+            self.reply(which, lambda: iter(()))
             return False
         elif method == "DELETE" and path.startswith("/containers/"):
             srv.removed.append(path.split("/")[2])
