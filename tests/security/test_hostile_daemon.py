@@ -270,7 +270,6 @@ def test_a_command_that_exits_without_reading_its_stdin_keeps_its_output(tmp_pat
     assert (result.rc, result.stdout, result.timed_out) == (0, "ok\n", False)
 
 
-@pytest.mark.xfail(strict=True, reason="the bytes read with the head are dropped")
 @pytest.mark.parametrize("after", [b"", frame(2, 4) + b"err\n"], ids=["alone", "then-more"])
 def test_output_read_with_the_upgrade_head_is_kept(tmp_path: Path, after: bytes) -> None:
     # A quick command on a busy host: its output is on the socket before the client reads

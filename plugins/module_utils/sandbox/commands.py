@@ -99,11 +99,16 @@ class CommandsMixin:
                 user=options.get("user") or "",
             )["Id"]  # fmt: skip
             sock = api.exec_start(exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
+        raw: socket.socket = getattr(sock, "_sock", sock)  # non-blocking (transport)
         pending = memoryview(stdin or b"")
         demuxer = Demuxer()
+
+        def take(chunk: bytes) -> None:
+            for stream, piece in demuxer.feed(chunk):
+                (out if stream == 1 else err).add(piece)
+
         try:
-            raw.setblocking(False)
+            take(sock.early)
             if not pending:
                 raw.shutdown(socket.SHUT_WR)
             while True:
@@ -133,8 +138,7 @@ class CommandsMixin:
                         chunk = b""  # closed with stdin unread: the end, as the frames say
                     if not chunk:
                         break
-                    for stream, piece in demuxer.feed(chunk):
-                        (out if stream == 1 else err).add(piece)
+                    take(chunk)
         finally:
             raw.close()
         if not demuxer.idle:

@@ -71,12 +71,22 @@ class BoundedAPIClient(_API):  # type: ignore[misc,valid-type]
 
     def _get_raw_response_socket(self, response: Any) -> Any:
         """The calls that really hand the socket over (exec, attach): their stream is read
-        by the caller, bounded there. Only these skip the bound, whatever a reply claims."""
+        by the caller, bounded there. Only these skip the bound, whatever a reply claims.
+
+        The socket comes back non-blocking, with `early`: the stream's bytes that the HTTP
+        reader took from the socket with the reply's head (a quick command's whole output,
+        on a busy host). The stream starts with them; reading the socket alone loses them."""
         self._local.hijack = True
         try:
-            return super()._get_raw_response_socket(response)
+            sock = super()._get_raw_response_socket(response)
         finally:
             self._local.hijack = False
+        getattr(sock, "_sock", sock).setblocking(False)
+        try:  # the reader's buffer (at most its size), or one read that finds nothing yet
+            sock.early = response.raw._fp.fp.read1(65536) or b""
+        except BlockingIOError:
+            sock.early = b""
+        return sock
 
     def _raise_for_status(self, response: Any) -> None:
         where = f"{response.request.method} {response.request.path_url.split('?')[0]}"
