@@ -104,13 +104,14 @@ def test_restarting_the_outer_container_stops_its_sandboxes_cleanly(host) -> Non
 
 def test_a_missing_runsc_is_refused(host) -> None:
     boxes = host.sandboxes()
-    host.outer_exec(["mv", RUNSC, f"{RUNSC}.fortress-fault"])
-    try:
-        with pytest.raises(lib.SandboxError, match=r"Docker refused the sandbox: .*runsc") as err:
-            boxes.create(spec(name=adv.unique("fault-missing")))
-        print(err.value)
-    finally:
-        host.outer_exec(["mv", f"{RUNSC}.fortress-fault", RUNSC])
+    with host.writable_outer_root():
+        host.outer_exec(["mv", RUNSC, f"{RUNSC}.fortress-fault"])
+        try:
+            with pytest.raises(lib.SandboxError, match=r"Docker refused the sandbox: .*runsc") as e:
+                boxes.create(spec(name=adv.unique("fault-missing")))
+            print(e.value)
+        finally:
+            host.outer_exec(["mv", f"{RUNSC}.fortress-fault", RUNSC])
     assert not boxes.list(owner="faults"), "a refused sandbox was left behind"
     assert_works_again(boxes)
     assert_containerd_has_only_what_docker_has(host, boxes)
@@ -123,17 +124,18 @@ def test_a_runtime_that_is_not_gvisor_is_refused_and_removed(host) -> None:
     boxes = host.sandboxes()
     moved = f"{RUNSC}.fortress-fault"
     outer = host.docker().containers.get(f"fortress-outer-{host.outer}")
-    host.outer_exec(["cp", "-p", RUNSC, moved])
-    try:
-        adv.put_text(outer, f"{RUNSC}.fake", NOT_RUNSC)
-        host.outer_exec(["sh", "-c", f"chmod 0755 {RUNSC}.fake && mv {RUNSC}.fake {RUNSC}"])
-        assert "exec /usr/bin/runc" in host.outer_exec(["cat", RUNSC])
-        with pytest.raises(lib.SandboxError, match="did not start under gVisor") as err:
-            boxes.create(spec(name=adv.unique("fault-runc"), user="0:0"))
-        print(err.value)
-        assert "It was removed" in str(err.value)
-    finally:
-        host.outer_exec(["mv", moved, RUNSC])
+    with host.writable_outer_root():
+        host.outer_exec(["cp", "-p", RUNSC, moved])
+        try:
+            adv.put_text(outer, f"{RUNSC}.fake", NOT_RUNSC)
+            host.outer_exec(["sh", "-c", f"chmod 0755 {RUNSC}.fake && mv {RUNSC}.fake {RUNSC}"])
+            assert "exec /usr/bin/runc" in host.outer_exec(["cat", RUNSC])
+            with pytest.raises(lib.SandboxError, match="did not start under gVisor") as err:
+                boxes.create(spec(name=adv.unique("fault-runc"), user="0:0"))
+            print(err.value)
+            assert "It was removed" in str(err.value)
+        finally:
+            host.outer_exec(["mv", moved, RUNSC])
     assert not boxes.list(owner="faults"), "the runc sandbox was left behind"
     assert_works_again(boxes)
     assert_containerd_has_only_what_docker_has(host, boxes)

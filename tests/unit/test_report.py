@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fortress_lab import report
+from fortress_lab.common import REPO_ROOT
 
 JUNIT = """<?xml version="1.0"?>
 <testsuites><testsuite name="pytest" tests="4" failures="1" errors="0" skipped="0">
@@ -77,3 +78,13 @@ def test_minutes_are_grouped_by_test_file_and_area(tmp_path: Path) -> None:
         "molecule/vm/tests/test_20_vm_outer.py": 90.0,
     }
     assert report.areas(files) == {"tests/security": 150.0, "molecule/vm/tests": 90.0}
+
+
+def test_every_test_the_claims_name_is_defined_where_they_say() -> None:
+    # A misspelt or moved name would only show on CI, after the full run: catch it here.
+    for doc in report.CLAIMS:
+        refs = report.references(doc.read_text())
+        assert refs, doc
+        for file, test, _param in refs:
+            source = REPO_ROOT / file
+            assert source.is_file() and f"def {test}(" in source.read_text(), (doc.name, file, test)

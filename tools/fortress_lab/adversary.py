@@ -212,6 +212,17 @@ class LabHost(Shell):
         done = outer.exec_run(argv, environment=env, user="0")
         return done.output.decode(errors="replace")
 
+    @contextmanager
+    def writable_outer_root(self) -> Iterator[None]:
+        """The outer's root filesystem read-write for the block (root in the outer holds
+        CAP_SYS_ADMIN and may remount it: the read-only root is hygiene, not a wall), then
+        read-only again."""
+        self.outer_exec(["mount", "-o", "remount,bind,rw", "/"])
+        try:
+            yield
+        finally:
+            self.outer_exec(["mount", "-o", "remount,bind,ro", "/"])
+
 
 def unique(what: str) -> str:
     return f"fortress-probe-{what}-{uuid.uuid4().hex[:8]}"

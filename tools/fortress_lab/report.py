@@ -1,13 +1,14 @@
-"""Sum up the JUnit XML reports of a `make test` run, and hold the threat model to them.
+"""Sum up the JUnit XML reports of a `make test` run, and hold the claims to them.
 
 Prints one row per report, the minutes each test area took (JUnit durations grouped by the
 test's directory, and the costliest files), and a closing 'N passed, N failed, N skipped'
 line. A run with a failure, an error, a skipped test or no test at all is not a pass: exit
 status 1.
 
-docs/threat-model.md names the tests that prove each mitigation, as `path.py::test_name` or
+docs/threat-model.md names the tests that prove each mitigation, and docs/architecture.md's
+claims table those that prove each claim, as `path.py::test_name` or
 `path.py::test_name[param]` (the pytest node ID without the lab-host suffix testinfra adds).
-Every test it names must have run and passed in this run's reports, or the run fails.
+Every test they name must have run and passed in this run's reports, or the run fails.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-THREAT_MODEL = Path(__file__).resolve().parents[2] / "docs" / "threat-model.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+# The documents whose claims name their tests: each named test must pass in the run.
+CLAIMS = (DOCS / "threat-model.md", DOCS / "architecture.md")
 _REFERENCE = re.compile(r"`((?:tests|molecule)/[\w/]+\.py)::(\w+)(\[[^\]`]+\])?`")
 
 
@@ -100,7 +103,7 @@ def unproven(text: str, seen: dict[tuple[str, str], bool]) -> list[str]:
     return missing
 
 
-def main(directory: Path, threat_model: Path = THREAT_MODEL) -> int:
+def main(directory: Path, *claims: Path) -> int:
     reports = sorted(directory.glob("*.xml"))
     grand = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     print(f"\n{'REPORT':<28} {'TESTS':>6} {'FAILED':>7} {'SKIPPED':>8}")
@@ -120,10 +123,13 @@ def main(directory: Path, threat_model: Path = THREAT_MODEL) -> int:
     if not grand["tests"]:
         print(f"no test reports in {directory}: nothing was proven.")
     print(f"{passed} passed, {failed} failed, {grand['skipped']} skipped")
-    text = threat_model.read_text()
-    missing = unproven(text, outcomes(reports))
-    print(f"{threat_model.name}: {len(references(text))} named tests, {len(missing)} unproven")
-    for line in missing:
-        print(f"  not proven by this run: {line}")
-    ok = grand["tests"] and not failed and not grand["skipped"] and not missing
+    unproved = 0
+    for doc in claims or CLAIMS:
+        text = doc.read_text()
+        missing = unproven(text, outcomes(reports))
+        print(f"{doc.name}: {len(references(text))} named tests, {len(missing)} unproven")
+        for line in missing:
+            print(f"  not proven by this run: {line}")
+        unproved += len(missing)
+    ok = grand["tests"] and not failed and not grand["skipped"] and not unproved
     return 0 if ok else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 
 from conftest import NEIGHBOUR, PLATFORM, REPO, ROLE_DEFAULTS, inner, inspect, socket
 
@@ -139,6 +140,42 @@ def test_outer_has_no_host_devices_sockets_or_writable_kernel_tunables(host, ten
     write = "echo x > /proc/sys/kernel/core_pattern"
     probe = host.run(f"docker exec fortress-outer-{tenant} sh -c '{write}'")
     assert probe.rc != 0 and "Read-only file system" in probe.stderr
+
+
+def test_the_outers_root_is_read_only_and_its_health_check_sees_the_inner_daemon(
+    host, tenant
+) -> None:
+    """CIS Docker 5.13 and 5.27 for the outer: root in it writes only the inner daemon's store,
+    /run and /tmp (bounded tmpfs, fresh on every start); its health check passes because the
+    inner daemon answers on its socket, and fails against a socket that never answers."""
+    info = inspect(host, tenant)
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    tmpfs = info["HostConfig"]["Tmpfs"]
+    assert sorted(tmpfs) == ["/run", "/tmp"] and all("size=" in o for o in tmpfs.values()), tmpfs
+    outer = f"docker exec fortress-outer-{tenant}"
+    for path in ["/x", "/etc/x", "/usr/local/sbin/x", "/var/x", "/opt/x", "/root/x"]:
+        probe = host.run(f"{outer} touch {path}")
+        assert probe.rc != 0 and "Read-only file system" in probe.stderr, (path, probe.stderr)
+    writable = "/run/x /tmp/x /var/lib/docker/x"
+    assert host.run(f"{outer} sh -c 'touch {writable} && rm {writable}'").rc == 0  # control
+    assert info["State"]["Health"]["Status"] == "healthy", info["State"]["Health"]
+    kind, *argv = info["Config"]["Healthcheck"]["Test"]
+    assert kind == "CMD"
+    assert host.run(f"{outer} timeout 10 {shlex.join(argv)}").rc == 0
+    # Red control: the same check against a socket that accepts and never answers.
+    mute = "IO::Socket::UNIX->new(Local => '/tmp/mute.sock', Listen => 1) or die; sleep 30"
+    host.check_output(
+        f"{outer} sh -c {shlex.quote(f'perl -MIO::Socket::UNIX -e {shlex.quote(mute)} &')}"
+    )
+    try:
+        host.check_output(
+            f"{outer} sh -c 'for i in 1 2 3 4 5; do [ -S /tmp/mute.sock ] && break; sleep 1; done'"
+        )
+        muted = [a.replace("/run/fortress/docker.sock", "/tmp/mute.sock") for a in argv]
+        assert muted != argv
+        assert host.run(f"{outer} timeout 5 {shlex.join(muted)}").rc != 0
+    finally:
+        host.run(f"{outer} sh -c 'pkill -f mute.sock; rm -f /tmp/mute.sock'")
 
 
 def test_outer_limits_and_restart_policy(host, tenant) -> None:

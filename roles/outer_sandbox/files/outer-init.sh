@@ -54,12 +54,8 @@ else
   fi
 fi
 
-# A restarted container keeps its writable layer, and with it /run from its previous life.
-# If that life ended with dockerd killed (SIGKILL, OOM, a crash), its pidfile still names
-# dockerd's PID, which is this script's PID again in the new PID namespace: dockerd would
-# refuse to start ("process with PID 7 is still running") and the outer would restart in a
-# loop. containerd's pidfile could likewise name a live process. Nothing from before this
-# start is running (tini is PID 1 and we are its child): drop the old runtime state.
-rm -rf /run/docker.pid /run/docker /run/containerd
+# /run is a tmpfs (the role runs the outer with a read-only root filesystem), fresh on every
+# start: no pidfile from a previous life (dockerd killed by SIGKILL, OOM, a crash) names this
+# script's PID again and stops dockerd from starting.
 
 exec dockerd "${args[@]}"

@@ -230,6 +230,9 @@ probe_rootfs_writable() {
 	if openw /.fortress-probe; then
 		rm -f /.fortress-probe
 		say rootfs_writable OPEN "the root filesystem takes new files"
+	elif unshare -m sh -c 'mount -o remount,bind,rw / && : >>/.fortress-probe && rm -f /.fortress-probe' 2>/dev/null; then
+		# In a mount namespace of its own, so the caller's stays as it was.
+		say rootfs_writable OPEN "the root filesystem is read-only, but remounts read-write"
 	else
 		say rootfs_writable closed "the root filesystem is read-only"
 	fi
