@@ -102,7 +102,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	      && $(STAGE) integration 1020 $(MAKE) --no-print-directory integration \
 	           PYTEST_ARGS=--ignore=$(VM_LAB_TESTS) \
 	      && $(STAGE) molecule-default 1020 $(MAKE) --no-print-directory molecule SCENARIOS=default \
-	      && $(STAGE) molecule-outer_dind 620 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
+	      && $(STAGE) molecule-outer_dind 720 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
 	      rc=$$?; echo "[test] waiting for the VM scenario"; \
 	      wait $$vm || rc=1; cat $(VM_LOG); (exit $$rc); }; \
 	 rc=$$?; $(STAGE) --summary || rc=1; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc
