@@ -91,7 +91,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	@$(STAGE) bootstrap 300 bash scripts/bootstrap.sh \
 	 && $(STAGE) images 360 $(LAB) images --kind all \
 	 && { set -m; { { $(STAGE) vm-lab 180 $(MAKE) --no-print-directory vm-lab \
-	          && $(STAGE) molecule-vm 2760 $(MAKE) --no-print-directory molecule SCENARIOS=vm; \
+	          && $(STAGE) molecule-vm 3000 $(MAKE) --no-print-directory molecule SCENARIOS=vm; \
 	        } > $(VM_LOG) 2>&1 < /dev/null & } ; vm=$$!; set +m; \
 	      trap 'kill -TERM -- -'$$vm' 2>/dev/null; exit 130' INT TERM; \
 	      echo "[test] the VM lab tests and the VM scenario run beside the next stages (log: $(VM_LOG))"; \
