@@ -123,10 +123,10 @@ def main(directory: Path, *claims: Path) -> int:
     if not grand["tests"]:
         print(f"no test reports in {directory}: nothing was proven.")
     print(f"{passed} passed, {failed} failed, {grand['skipped']} skipped")
-    unproved = 0
+    unproved, seen = 0, outcomes(reports)
     for doc in claims or CLAIMS:
         text = doc.read_text()
-        missing = unproven(text, outcomes(reports))
+        missing = unproven(text, seen)
         print(f"{doc.name}: {len(references(text))} named tests, {len(missing)} unproven")
         for line in missing:
             print(f"  not proven by this run: {line}")
