@@ -18,6 +18,11 @@ description:
     that has already left the tree (double-forked or C(setsid) and reparented) is not found
     by that walk; until the sandbox runs an init of Fortress's own, run untrusted commands in
     a one-shot sandbox (O(image)), which is destroyed whole. The image needs C(/bin/sh).
+  - An exec the runtime fails to start (Docker's C(OCI runtime exec failed): exit code 126
+    and no process, as runsc does when its sandbox answers late on a loaded host) is tried
+    up to three times in all within O(timeout), each try an C(exec-not-started) audit event;
+    then the module fails with the daemon's reason. A command that started is never run
+    twice.
   - The daemon's answer is read as hostile - at most O(max_output) bytes per stream are kept
     whatever its frames announce, and a malformed frame ends the command with an error.
   - Output is captured up to O(max_output) bytes per stream; RV(truncated) says whether it was cut.

@@ -361,3 +361,46 @@ def test_a_name_taken_by_another_container_and_a_one_shot_timeout_leave_nothing(
     assert timed_out["failed"] and timed_out["timed_out"], timed_out
     left = module(inventory, "sandbox_info", {"owner": "timeout-test", **daemon})
     assert left["sandboxes"] == []
+
+
+# Under load, runsc can fail to start an exec (its sandbox answers late); Docker then says
+# "OCI runtime exec failed" with exit code 126 and no process. A runsc that fails the next
+# N execs that way, in front of the real one (the sandbox itself stays real gVisor).
+FLAKY_RUNSC = """#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = exec ] && [ -s /run/fortress-flaky-execs ]; then
+    n=$(cat /run/fortress-flaky-execs); echo $((n - 1)) > /run/fortress-flaky-execs
+    if [ "$n" -gt 0 ]; then echo "FATAL ERROR: the test's flaky runsc" >&2; exit 128; fi
+  fi
+done
+exec /usr/bin/runsc.real "$@"
+"""
+
+
+def test_an_exec_the_runtime_fails_to_start_is_tried_again_and_never_run_twice(
+    inventory, no_leaks_in_host
+) -> None:
+    audit = "/var/log/fortress/sandbox-audit.log"
+    module(inventory, "sandbox", {"name": "flaky", "image": IMAGE, "command": FOREVER})
+    host_sh("mv /usr/bin/runsc /usr/bin/runsc.real")  # running sandboxes keep its inode
+    try:
+        host_sh(f"cat > /usr/bin/runsc <<'EOF'\n{FLAKY_RUNSC}EOF\nchmod 755 /usr/bin/runsc")
+        before = int(host_sh(f"grep -c exec-not-started {audit} || true") or 0)
+        host_sh("echo 2 > /run/fortress-flaky-execs")
+        ran = module(inventory, "sandbox_exec", {
+            "name": "flaky", "cmd": "echo x >> /tmp/runs; echo ok",
+        })  # fmt: skip
+        assert ran["rc"] == 0 and ran["stdout"].strip() == "ok", ran
+        assert int(host_sh(f"grep -c exec-not-started {audit}")) == before + 2
+        host_sh("echo 3 > /run/fortress-flaky-execs")
+        refused = module(inventory, "sandbox_exec", {
+            "name": "flaky", "cmd": "echo x >> /tmp/runs",
+        })  # fmt: skip
+        assert refused["failed"] and "the runtime could not start the command" in refused["msg"]
+        assert "OCI runtime exec failed" in refused["msg"], refused["msg"]
+        host_sh("rm -f /run/fortress-flaky-execs")
+        runs = module(inventory, "sandbox_exec", {"name": "flaky", "argv": ["cat", "/tmp/runs"]})
+        assert runs["stdout"] == "x\n", "a command that started was run again"
+    finally:
+        host_sh("mv /usr/bin/runsc.real /usr/bin/runsc; rm -f /run/fortress-flaky-execs")
+        module(inventory, "sandbox", {"name": "flaky", "state": "absent"})

@@ -11,12 +11,31 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from .contract import DEFAULT_MAX_OUTPUT, KEEP_ALIVE, KILL_OUTPUT, KILL_TIMEOUT
+from .contract import (
+    DEFAULT_MAX_OUTPUT,
+    EXEC_START_TRIES,
+    KEEP_ALIVE,
+    KILL_OUTPUT,
+    KILL_TIMEOUT,
+)
 from .errors import SandboxError, StreamError, daemon_call
 from .guards import safe_workdir
 from .listing import entry
 from .spec import ExecResult, SandboxSpec
 from .stream import Capped, Demuxer
+
+
+def never_started(inspected: dict[str, Any]) -> bool:
+    """Docker's answer for an exec its runtime failed to start: exit code 126 and no
+    process ID (a command that ran and exited 126 has one)."""
+    started = inspected.get("Pid") or inspected.get("Running")
+    return inspected.get("ExitCode") == 126 and not started
+
+
+def shown(data: bytes, limit: int = 300) -> str:
+    """A daemon's bytes as one bounded, printable line for a message or an audit event."""
+    text = data[:limit].decode(errors="replace")
+    return "".join(c if c.isprintable() else " " for c in text).strip()
 
 
 class CommandsMixin:
@@ -54,22 +73,36 @@ class CommandsMixin:
         # children) from a second exec: Docker's API cannot kill an exec.
         wrapped = ["/bin/sh", "-c", f'echo $$ > {marker}; exec "$@"', "sh", *argv]
         began = time.monotonic()
-        out, err = Capped(max_output), Capped(max_output)
-        try:
-            exec_id, timed_out = self._run(
-                container.id, wrapped, stdin, began + timeout, out, err, env=env,
-                workdir=safe_workdir(workdir), user=user,
-            )  # fmt: skip
-        except StreamError as exc:
-            self._kill_exec(container, marker, user)
-            self.audit.event("exec-protocol-error", sandbox=name, error=str(exc))
-            raise
-        rc = None
-        if timed_out:
-            self._kill_exec(container, marker, user)
-        else:
+        for attempt in range(1, EXEC_START_TRIES + 1):
+            out, err = Capped(max_output), Capped(max_output)
+            try:
+                exec_id, timed_out = self._run(
+                    container.id, wrapped, stdin, began + timeout, out, err, env=env,
+                    workdir=safe_workdir(workdir), user=user,
+                )  # fmt: skip
+            except StreamError as exc:
+                self._kill_exec(container, marker, user)
+                self.audit.event("exec-protocol-error", sandbox=name, error=str(exc))
+                raise
+            rc = None
+            if timed_out:
+                self._kill_exec(container, marker, user)
+                break
             with self.client.api.deadline(max(began + timeout - time.monotonic(), 0) + 5):
-                rc = self.client.api.exec_inspect(exec_id).get("ExitCode")
+                done = self.client.api.exec_inspect(exec_id)
+            rc = done.get("ExitCode")
+            if not never_started(done):
+                break
+            why = shown(out.data + err.data)
+            self.audit.event("exec-not-started", sandbox=name, attempt=attempt, error=why)
+            pause = 0.5 * attempt
+            if attempt == EXEC_START_TRIES or time.monotonic() + pause >= began + timeout:
+                raise SandboxError(
+                    f"the runtime could not start the command in sandbox {name} ({attempt} "
+                    f"tries; the daemon said: {why}): check the host's runtime (runsc) and "
+                    "load, or remove the sandbox and create it again."
+                )
+            time.sleep(pause)
         result = ExecResult(
             rc=rc if isinstance(rc, int) else None,
             stdout=out.data.decode(errors="replace"), stderr=err.data.decode(errors="replace"),

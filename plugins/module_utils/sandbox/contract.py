@@ -85,5 +85,10 @@ LIST_TIMEOUT = 300.0
 # The kill of a timed-out exec: its own output is read up to this and for this long.
 KILL_OUTPUT = 64 * 1024
 KILL_TIMEOUT = 15.0
+# An exec the runtime failed to start (Docker: exit code 126, no process ID; runsc exits
+# before the command starts when its sandbox answers late on a loaded host) is tried this
+# many times in all, within the exec's timeout, before the call fails with the daemon's
+# reason. A command that started is never run twice.
+EXEC_START_TRIES = 3
 AUDIT_MAX_BYTES = 10 * 1024 * 1024
 AUDIT_BACKUPS = 5
