@@ -38,6 +38,8 @@ class DockerTarget:
     run_options: tuple[str, ...] = ()
     # A command prefix that, followed by "/<id>/config.json", prints a container's OCI spec.
     bundle: str = "cat /run/containerd/io.containerd.runtime.v2.task/moby"
+    # A command prefix that runs a command where the daemon keeps its files ("": the host).
+    files: str = ""
 
     def run(self, *argv: str) -> _Result:
         if argv[:1] == ("run",):
@@ -185,6 +187,34 @@ def live_restore(target: DockerTarget, restart: str = "systemctl restart docker"
         target.remove(name)
 
 
+def log_limits(target: DockerTarget, max_size_mib: int, max_files: int) -> dict[str, int]:
+    """`log-opts` max-size and max-file (CIS 2.x, and a bound on the disk a tenant fills through
+    its output): a container that writes more than max_size x max_files to stdout leaves at
+    most that much json log on the daemon's disk, in max_files files; the control (the same
+    container with a max-size of its own, above what it writes) keeps all of it."""
+    written = (max_files + 1) * max_size_mib * 1024 * 1024
+    script = f'{BUSYBOX} yes "$({BUSYBOX} printf %4000s x)" | {BUSYBOX} head -c {written}'
+
+    def kept(*extra: str) -> tuple[int, int]:
+        name = target.name("logs")
+        try:
+            target.ok(
+                "run", "-d", "--name", name, *extra, target.image, BUSYBOX, "sh", "-c", script
+            )
+            target.ok("wait", name)
+            path = target.ok("inspect", "-f", "{{.LogPath}}", name)
+            count = f"cat {path}* | wc -c; ls {path}* | wc -l"
+            got = target.host.run(f"{target.files} sh -c {shlex.quote(count)}".strip())
+            size, files = got.stdout.split()
+            return int(size), int(files)
+        finally:
+            target.remove(name)
+
+    size, files = kept()
+    control_size, _ = kept("--log-opt", f"max-size={2 * written // (1024 * 1024)}m")
+    return {"written": written, "kept": size, "files": files, "control_kept": control_size}
+
+
 def inner_target(host: _Host, outer: str = "default") -> DockerTarget:
     """An outer container's inner dockerd, through its host-side socket; its containers'
     OCI bundles live in the outer's own containerd state."""
@@ -195,4 +225,5 @@ def inner_target(host: _Host, outer: str = "default") -> DockerTarget:
             f"docker exec fortress-outer-{outer} cat "
             "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby"
         ),
+        files=f"docker exec fortress-outer-{outer}",
     )

@@ -33,3 +33,14 @@ def test_inner_containers_run_in_gvisor_seen_from_the_host(host, tenant) -> None
     seen = cis.runtime_seen_from_the_host(cis.inner_target(host, tenant), "runsc")
     assert seen["runtime"] == "runsc" and seen["sandbox_process"], seen
     assert seen["kernel_inside"] != seen["kernel_host"], seen
+
+
+def test_sandbox_output_is_capped_by_size_and_count(host, tenant) -> None:
+    """The inner daemon's log-opts (max-size 10m, max-file 3): a sandbox that writes 40 MiB
+    to stdout leaves at most 30 MiB of log on the outer's disk, in 3 files; the control, with
+    a max-size of its own, keeps it all."""
+    seen = cis.log_limits(cis.inner_target(host, tenant), max_size_mib=10, max_files=3)
+    assert seen["files"] == 3 and seen["kept"] <= 3 * 10 * 1024 * 1024 + 65536, seen
+    assert seen["control_kept"] >= seen["written"], (
+        f"control: the output did not reach the log: {seen}"
+    )
