@@ -18,11 +18,11 @@ description:
     that has already left the tree (double-forked or C(setsid) and reparented) is not found
     by that walk; until the sandbox runs an init of Fortress's own, run untrusted commands in
     a one-shot sandbox (O(image)), which is destroyed whole. The image needs C(/bin/sh).
-  - An exec the runtime fails to start (Docker's C(OCI runtime exec failed): exit code 126
-    and no process, as runsc does when its sandbox answers late on a loaded host) is tried
-    up to three times in all within O(timeout), each try an C(exec-not-started) audit event;
-    then the module fails with the daemon's reason. A command that started is never run
-    twice.
+  - An exec the runtime fails to start (Docker says C(OCI runtime exec failed), with exit
+    code 126 and no process, as runsc does when its sandbox answers late on a loaded host)
+    is tried up to three times in all within O(timeout), each try an C(exec-not-started)
+    audit event; then the module fails with the daemon's reason. A command that started is
+    never run twice.
   - The daemon's answer is read as hostile - at most O(max_output) bytes per stream are kept
     whatever its frames announce, and a malformed frame ends the command with an error.
   - Output is captured up to O(max_output) bytes per stream; RV(truncated) says whether it was cut.
@@ -137,6 +137,16 @@ timed_out:
   description: Whether the timeout killed the command.
   returned: always
   type: bool
+limits_hit:
+  description:
+    - The limits of the sandbox's cgroup that fired while the command ran, read from the
+      kernel's counters on the host (C(pids) - a fork refused at the pids limit; C(memory) -
+      an OOM kill, also when Docker recorded one for a sandbox it killed).
+    - Empty where the module does not see the host's C(/proc) and cgroups.
+  returned: always
+  type: list
+  elements: str
+  sample: [pids]
 """
 
 from dataclasses import asdict
@@ -158,11 +168,14 @@ def run(module, boxes) -> dict:
         result = boxes.exec(p["name"], argv, stdin=stdin, env=p["env"], timeout=p["timeout"],
                             max_output=p["max_output"])  # fmt: skip
     out = asdict(result)
+    fired = (f"; the sandbox's {' and '.join(result.limits_hit)} limit fired"
+             if result.limits_hit else "")  # fmt: skip
     if result.timed_out:
-        module.fail_json(msg=f"the command timed out after {p['timeout']} s and was killed.",
+        module.fail_json(msg=f"the command timed out after {p['timeout']} s and was killed{fired}.",
                          changed=True, **out)  # fmt: skip
     if result.rc != 0:
-        module.fail_json(msg=f"the command exited with status {result.rc}.", changed=True, **out)
+        module.fail_json(msg=f"the command exited with status {result.rc}{fired}.", changed=True,
+                         **out)  # fmt: skip
     return {"changed": True, **out}
 
 

@@ -3,8 +3,10 @@
 Each bomb runs in a sandbox made by the lifecycle library through the outer's socket, with
 limits of its own, next to a sibling sandbox. A test passes when the limit demonstrably fired
 (the kernel's counter for the sandbox's cgroup, read from this machine, or the error the
-agent got) and the sibling and the lab host stayed responsive (their exec latency, measured
-while the bomb runs, stays under a bound). What happened is printed for the record.
+agent got), the caller's exec result names the limit that fired (`limits_hit`), and the
+sibling and the lab host stayed responsive (their exec latency, sampled while the bomb runs,
+stays under a bound). What happened, with every latency sample, is printed and kept in the
+test report as JUnit properties (`record_property`).
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ def sibling(host: adv.LabHost) -> Iterator[tuple[Any, str]]:
         yield boxes, name
 
 
-def bomb(host, sibling, limits: dict[str, Any], script: str, counter: tuple[str, ...]) -> dict:
-    """Start script in the background of a fresh sandbox with limits, with the counter
+def bomb(
+    host, sibling, limits: dict[str, Any], script: str, counter: tuple[str, ...], record=None,
+    foreground: bool = True,
+) -> dict:  # fmt: skip
+    """Run script in a fresh sandbox with limits (in the foreground: the exec's result names
+    the limit that fired; a script that never ends runs in the background), with the counter
     (controller, file, key[, v2 file]) of its cgroup sampled every few milliseconds from a
-    thread (a sandbox killed by its limit takes its cgroup with it); meanwhile measure the
-    sibling's and the lab host's latency; then the sandbox's state."""
+    thread (a sandbox killed by its limit takes its cgroup with it); meanwhile sample the
+    sibling's and the lab host's latency; then the sandbox's state. The samples and what was
+    seen go into the test report (JUnit properties) through record."""
     controller, file, key, *v2 = counter
     with adv.sandboxed(host, **limits) as (boxes, name):
         container = boxes.client.containers.get(name)
@@ -57,34 +64,51 @@ def bomb(host, sibling, limits: dict[str, Any], script: str, counter: tuple[str,
                 fired[0] = max(fired[0], adv.read_counters(path).get(key, 0))
                 time.sleep(0.002)
 
-        sampler = threading.Thread(target=sample, daemon=True)
+        def run() -> None:
+            try:
+                outcome["result"] = boxes.exec(name, ["/bin/sh", "-c", command], timeout=60)
+            except Exception as exc:  # noqa: BLE001 - reported with the evidence
+                outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+        outcome: dict[str, Any] = {}
+        command = f"({script}) >/dev/null 2>&1" + ("" if foreground else " &")
+        sampler, runner = threading.Thread(target=sample), threading.Thread(target=run)
         sampler.start()
-        sibling_worst, host_worst = 0.0, 0.0
+        runner.start()
+        sibling_samples: list[float] = []
+        host_samples: list[float] = []
         try:
-            boxes.exec(name, ["/bin/sh", "-c", f"({script}) >/dev/null 2>&1 &"], timeout=30)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                sibling_worst = max(sibling_worst, adv.exec_latency(*sibling, runs=1))
-                host_worst = max(host_worst, adv.host_latency(host))
+                sibling_samples.append(round(adv.exec_latency(*sibling, runs=1), 3))
+                host_samples.append(round(adv.host_latency(host), 3))
                 container.reload()
                 if fired[0] or container.status != "running":
                     break
                 time.sleep(0.5)
             for _ in range(3):  # and a moment after the limit fired
-                sibling_worst = max(sibling_worst, adv.exec_latency(*sibling, runs=1))
-                host_worst = max(host_worst, adv.host_latency(host))
+                sibling_samples.append(round(adv.exec_latency(*sibling, runs=1), 3))
+                host_samples.append(round(adv.host_latency(host), 3))
+            runner.join(75)
         finally:
             stop.set()
             sampler.join()
         container.reload()
+        result = outcome.get("result")
         seen = {
             f"{file}:{key}": fired[0],
             "sandbox": f"{container.status} exit={container.attrs['State']['ExitCode']}",
             "oom_killed": container.attrs["State"]["OOMKilled"],
-            "sibling_worst_s": round(sibling_worst, 3),
-            "host_worst_s": round(host_worst, 3),
+            "limits_hit": result.limits_hit if result else outcome.get("error", "still running"),
+            "rc": result.rc if result else None,
+            "sibling_worst_s": max(sibling_samples),
+            "host_worst_s": max(host_samples),
         }
     print(seen)
+    if record:
+        for what, value in {**seen, "sibling_latency_s": sibling_samples,
+                            "host_latency_s": host_samples}.items():  # fmt: skip
+            record(what, value)
     return seen
 
 
@@ -93,27 +117,31 @@ def assert_contained(seen: dict) -> None:
     assert seen["host_worst_s"] < BOUND, f"the lab host stalled: {seen}"
 
 
-def test_fork_bomb_hits_the_pids_limit(host, sibling) -> None:
+def test_fork_bomb_hits_the_pids_limit(host, sibling, record_property) -> None:
     script = "i=0; while [ $i -lt 1000 ]; do sleep 60 & i=$((i+1)); done"
-    seen = bomb(host, sibling, {"pids": 64}, script, ("pids", "pids.events", "max"))
+    counter = ("pids", "pids.events", "max")
+    seen = bomb(host, sibling, {"pids": 64}, script, counter, record_property)
     assert seen["pids.events:max"] > 0, f"the pids limit never fired: {seen}"
+    assert seen["limits_hit"] == ["pids"], f"the caller was not told the pids limit fired: {seen}"
     assert_contained(seen)
 
 
-def test_memory_bomb_is_oom_killed(host, sibling) -> None:
+def test_memory_bomb_is_oom_killed(host, sibling, record_property) -> None:
     script = "tail -c 400m /dev/zero"  # keeps the last 400 MiB of an endless stream
     counter = ("memory", "memory.oom_control", "oom_kill", "memory.events")
-    seen = bomb(host, sibling, {"memory": "128m"}, script, counter)
+    seen = bomb(host, sibling, {"memory": "128m"}, script, counter, record_property)
     # The kernel's oom_kill counter of the sandbox's cgroup, or Docker's record of it (the
     # cgroup goes away with the killed sandbox, sometimes before the sampler reads it).
     fired = seen["memory.oom_control:oom_kill"] > 0 or seen["oom_killed"]
     assert fired, f"no OOM kill was recorded: {seen}"
+    assert "memory" in seen["limits_hit"], f"the caller was not told the memory limit fired: {seen}"
     assert_contained(seen)
 
 
-def test_cpu_hog_is_throttled(host, sibling) -> None:
-    script = "while :; do :; done & while :; do :; done & wait"
-    seen = bomb(host, sibling, {"cpus": 0.5}, script, ("cpu", "cpu.stat", "nr_throttled"))
+def test_cpu_hog_is_throttled(host, sibling, record_property) -> None:
+    script = "while :; do :; done & while :; do :; done & wait"  # never ends: in the background
+    counter = ("cpu", "cpu.stat", "nr_throttled")
+    seen = bomb(host, sibling, {"cpus": 0.5}, script, counter, record_property, foreground=False)
     assert seen["cpu.stat:nr_throttled"] > 0, f"the CPU quota never throttled: {seen}"
     assert_contained(seen)
 

@@ -20,6 +20,7 @@ from .contract import (
 )
 from .errors import SandboxError, StreamError, daemon_call
 from .guards import safe_workdir
+from .limits import Watch
 from .listing import entry
 from .spec import ExecResult, SandboxSpec
 from .stream import Capped, Demuxer
@@ -73,48 +74,60 @@ class CommandsMixin:
         # children) from a second exec: Docker's API cannot kill an exec.
         wrapped = ["/bin/sh", "-c", f'echo $$ > {marker}; exec "$@"', "sh", *argv]
         began = time.monotonic()
-        for attempt in range(1, EXEC_START_TRIES + 1):
-            out, err = Capped(max_output), Capped(max_output)
-            try:
-                exec_id, timed_out = self._run(
-                    container.id, wrapped, stdin, began + timeout, out, err, env=env,
-                    workdir=safe_workdir(workdir), user=user,
-                )  # fmt: skip
-            except StreamError as exc:
-                self._kill_exec(container, marker, user)
-                self.audit.event("exec-protocol-error", sandbox=name, error=str(exc))
-                raise
-            rc = None
-            if timed_out:
-                self._kill_exec(container, marker, user)
-                break
-            with self.client.api.deadline(max(began + timeout - time.monotonic(), 0) + 5):
-                done = self.client.api.exec_inspect(exec_id)
-            rc = done.get("ExitCode")
-            if not never_started(done):
-                break
-            why = shown(out.data + err.data)
-            self.audit.event("exec-not-started", sandbox=name, attempt=attempt, error=why)
-            pause = 0.5 * attempt
-            if attempt == EXEC_START_TRIES or time.monotonic() + pause >= began + timeout:
-                raise SandboxError(
-                    f"the runtime could not start the command in sandbox {name} ({attempt} "
-                    f"tries; the daemon said: {why}): check the host's runtime (runsc) and "
-                    "load, or remove the sandbox and create it again."
-                )
-            time.sleep(pause)
-        result = ExecResult(
-            rc=rc if isinstance(rc, int) else None,
-            stdout=out.data.decode(errors="replace"), stderr=err.data.decode(errors="replace"),
-            duration=round(time.monotonic() - began, 3),
-            truncated=out.truncated or err.truncated, timed_out=timed_out,
-        )  # fmt: skip
+        watch = Watch(container.id)  # the sandbox's cgroup counters, watched while it runs
+        try:
+            for attempt in range(1, EXEC_START_TRIES + 1):
+                out, err = Capped(max_output), Capped(max_output)
+                try:
+                    exec_id, timed_out = self._run(
+                        container.id, wrapped, stdin, began + timeout, out, err, env=env,
+                        workdir=safe_workdir(workdir), user=user, watch=watch,
+                    )  # fmt: skip
+                except StreamError as exc:
+                    self._kill_exec(container, marker, user)
+                    self.audit.event("exec-protocol-error", sandbox=name, error=str(exc))
+                    raise
+                rc = None
+                if timed_out:
+                    self._kill_exec(container, marker, user)
+                    break
+                with self.client.api.deadline(max(began + timeout - time.monotonic(), 0) + 5):
+                    done = self.client.api.exec_inspect(exec_id)
+                rc = done.get("ExitCode")
+                if not never_started(done):
+                    break
+                why = shown(out.data + err.data)
+                self.audit.event("exec-not-started", sandbox=name, attempt=attempt, error=why)
+                pause = 0.5 * attempt
+                if attempt == EXEC_START_TRIES or time.monotonic() + pause >= began + timeout:
+                    raise SandboxError(
+                        f"the runtime could not start the command in sandbox {name} ({attempt} "
+                        f"tries; the daemon said: {why}): check the host's runtime (runsc) and "
+                        "load, or remove the sandbox and create it again."
+                    )
+                time.sleep(pause)
+            duration = round(time.monotonic() - began, 3)
+            result = ExecResult(
+                rc=rc if isinstance(rc, int) else None,
+                stdout=out.data.decode(errors="replace"), stderr=err.data.decode(errors="replace"),
+                duration=duration, truncated=out.truncated or err.truncated, timed_out=timed_out,
+                limits_hit=watch.fired(rc != 0 and self._oom_killed(name)),
+            )  # fmt: skip
+        finally:
+            watch.close()
         self.audit.event(
             "exec", sandbox=name, owner=state["owner"], argv=argv,
             env_keys=sorted(env or {}), rc=result.rc, timed_out=timed_out,
-            duration=result.duration,
+            duration=result.duration, limits_hit=result.limits_hit,
         )  # fmt: skip
         return result
+
+    def _oom_killed(self, name: str) -> bool:
+        """Whether Docker recorded an OOM kill of the sandbox (its cgroup, and the kernel's
+        counter in it, go with the killed sandbox)."""
+        container = self.get(name)  # type: ignore[attr-defined]
+        state = container.attrs.get("State") if container is not None else None
+        return isinstance(state, dict) and state.get("OOMKilled") is True
 
     def _run(
         self, container_id: str, argv: list[str], stdin: bytes | None, ends: float,
@@ -125,6 +138,7 @@ class CommandsMixin:
         neither a command that writes before it reads nor a daemon that never reads can
         hold the call. Returns (exec ID, timed out)."""
         api = self.client.api
+        watch = options.get("watch")
         with api.deadline(max(ends - time.monotonic(), 0) + 5):
             exec_id = api.exec_create(
                 container_id, argv, stdin=stdin is not None,
@@ -149,7 +163,12 @@ class CommandsMixin:
                 if left <= 0:
                     return exec_id, True
                 writers = [raw] if pending else []
-                readable, writable = select.select([raw], writers, [], left)[:2]
+                watched, wait = (watch.fds, watch.timeout(left)) if watch else ([], left)
+                readable, writable, notified = select.select([raw], writers, watched, wait)
+                if notified:
+                    watch.update()  # a limit's counter rose
+                if watch:
+                    watch.due()
                 if writable:
                     try:
                         pending = pending[raw.send(pending[:65536]) :]

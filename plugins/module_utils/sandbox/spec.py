@@ -132,3 +132,5 @@ class ExecResult:
     duration: float
     truncated: bool = False
     timed_out: bool = False
+    # The sandbox's own limits that fired while the command ran ("pids", "memory").
+    limits_hit: list[str] = field(default_factory=list)

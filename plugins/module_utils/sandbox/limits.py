@@ -1,0 +1,142 @@
+# Copyright: Fortress developers
+# Apache-2.0
+"""Which of a sandbox's own limits fired during an exec: the kernel's counters of its cgroup
+(pids: forks refused at pids.max; memory: OOM kills), read on the host through the
+runsc-sandbox processes the runtime check finds (host daemon and outer sockets alike)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .guards import runsc_sandbox_pids
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+# limit: (cgroup v1 controller, v1 file, v2 file, key of the counter)
+COUNTERS = {
+    "pids": ("pids", "pids.events", "pids.events", "max"),
+    "memory": ("memory", "memory.oom_control", "memory.events", "oom_kill"),
+}
+MAX_READ = 4096  # a cgroup's counter file is a few lines
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_READ).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cgroup_dirs(pid: int, proc: str = "/proc", root: str = CGROUP_ROOT) -> dict[str, str]:
+    """The process's cgroup directory per limit (v1: its controller's hierarchy; v2: the
+    unified one), strictly below root whatever the path says."""
+    v1, v2 = {}, None
+    for line in _read(f"{proc}/{pid}/cgroup").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            v2 = path
+        for controller in filter(None, controllers.split(",")):
+            v1[controller] = path
+    dirs = {}
+    for limit, (controller, *_files) in COUNTERS.items():
+        base, path = (f"{root}/{controller}", v1[controller]) if controller in v1 else (root, v2)
+        if path is None:
+            continue
+        # Never the hierarchy's root (the whole machine's counters) nor anything outside it.
+        where = os.path.normpath(f"{base}/{path.lstrip('/')}")
+        if where.startswith(base + "/"):
+            dirs[limit] = where
+    return dirs
+
+
+class Watch:
+    """A sandbox's counter files, held open while an exec runs and read every INTERVAL
+    seconds (and whenever the kernel notifies the file, select's exceptional set): a limit
+    whose firing kills the whole sandbox (pids under runsc: the Sentry cannot make a thread)
+    is read in the tenths of a second before its cgroup goes."""
+
+    INTERVAL = 0.01
+    MAX_UPDATES = 1000  # a file that keeps signalling stops being watched
+
+    def __init__(self, container_id: str, proc: str = "/proc", root: str = CGROUP_ROOT):
+        self.files: dict[int, tuple[str, str]] = {}  # fd: (limit, key)
+        for pid in runsc_sandbox_pids(container_id, proc)[:4]:
+            for limit, where in cgroup_dirs(pid, proc, root).items():
+                v1_file, v2_file, key = COUNTERS[limit][1:]
+                for name in (v1_file, v2_file):
+                    try:
+                        fd = os.open(f"{where}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    except OSError:
+                        continue
+                    self.files[fd] = (limit, key)
+                    break
+        self.updates = 0
+        self.last = time.monotonic()
+        self.before = self.read()
+        self.seen = dict(self.before)
+
+    @property
+    def fds(self) -> list[int]:
+        return list(self.files) if self.updates < self.MAX_UPDATES else []
+
+    def read(self) -> dict[str, int]:
+        """Each limit's counter now (a file whose cgroup is gone reads nothing)."""
+        now: dict[str, int] = {}
+        for fd, (limit, key) in self.files.items():
+            try:
+                os.lseek(fd, 0, os.SEEK_SET)
+                text = os.read(fd, MAX_READ).decode(errors="replace")
+            except OSError:
+                continue
+            for line in text.splitlines():
+                name, _sep, value = line.partition(" ")
+                if name == key and value.strip().isdigit():
+                    now[limit] = max(now.get(limit, 0), int(value))
+        return now
+
+    def timeout(self, left: float) -> float:
+        """How long the exec's loop may wait before the next reading is due."""
+        return (
+            min(left, max(self.last + self.INTERVAL - time.monotonic(), 0)) if self.files else left
+        )
+
+    def due(self) -> None:
+        if self.files and time.monotonic() >= self.last + self.INTERVAL:
+            self.last = time.monotonic()
+            for limit, value in self.read().items():
+                self.seen[limit] = max(self.seen.get(limit, 0), value)
+
+    def update(self) -> None:
+        self.updates += 1
+        for limit, value in self.read().items():
+            self.seen[limit] = max(self.seen.get(limit, 0), value)
+
+    def fired(self, oom_killed: bool) -> list[str]:
+        self.update()
+        return fired(self.before, self.seen, oom_killed)
+
+    def close(self) -> None:
+        for fd in self.files:
+            os.close(fd)
+        self.files = {}
+
+
+def counters(container_id: str, proc: str = "/proc", root: str = CGROUP_ROOT) -> dict[str, int]:
+    """Each limit's counter for the container's cgroup now ({} where none is readable: the
+    sandbox is gone, or this process does not see the host's /proc and cgroups)."""
+    watch = Watch(container_id, proc, root)
+    watch.close()
+    return watch.before
+
+
+def fired(before: dict[str, int], after: dict[str, int], oom_killed: bool) -> list[str]:
+    """The limits whose counters rose between the two readings (memory also when Docker
+    recorded an OOM kill: a killed sandbox's cgroup is gone before it can be read)."""
+    hit = {limit for limit, n in after.items() if n > before.get(limit, 0)}
+    if oom_killed:
+        hit.add("memory")
+    return sorted(hit)
