@@ -97,18 +97,23 @@ def test_socket_checks(tmp_path: Path) -> None:
         server.close()
 
 
+@pytest.mark.xfail(strict=True, reason="an empty or partial container ID matches every sandbox")
 def test_runsc_sandbox_pids_match_the_container_id_only(tmp_path: Path) -> None:
     def proc(pid: int, *argv: str) -> None:
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
 
-    proc(10, "runsc-sandbox", "--root=/run/runsc", "boot", "abc123")
-    proc(11, "runsc-gofer", "abc123")  # not the sandbox
-    proc(12, "sh", "-c", "runsc-sandbox abc123")  # mentions it, is not it
-    proc(13, "runsc-sandbox", "boot", "zzz999")
+    ours, other = "abc123" + "0" * 58, "999" * 21 + "9"
+    proc(10, "runsc-sandbox", "--root=/run/runsc", "boot", ours)
+    proc(11, "runsc-gofer", ours)  # not the sandbox
+    proc(12, "sh", "-c", f"runsc-sandbox {ours}")  # mentions it, is not it
+    proc(13, "runsc-sandbox", "boot", other)
     (tmp_path / "self").mkdir()
-    assert runsc_sandbox_pids("abc123", str(tmp_path)) == [10]
-    assert runsc_sandbox_pids("nope", str(tmp_path)) == []
+    assert runsc_sandbox_pids(ours, str(tmp_path)) == [10]
+    assert runsc_sandbox_pids("0" * 64, str(tmp_path)) == []
+    # A hostile daemon's "ID" that is a part of every ID (or not one at all) matches nothing.
+    for hostile in ("", "9", "abc123", ours[:63], ours + "0", ours.upper(), None, 12):
+        assert runsc_sandbox_pids(hostile, str(tmp_path)) == [], hostile
 
 
 def test_only_directories_and_regular_files_are_mount_sources(tmp_path: Path) -> None:
