@@ -114,8 +114,15 @@ def safe_workdir(path: str | None) -> str | None:
     return clean
 
 
+CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
 def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
-    """Host PIDs of runsc-sandbox processes whose command line carries container_id."""
+    """Host PIDs of runsc-sandbox processes whose command line carries container_id, which
+    must be a full container ID (a daemon's answer is hostile: an empty or short "ID" would
+    match every sandbox on the host)."""
+    if not isinstance(container_id, str) or not CONTAINER_ID.fullmatch(container_id):
+        return []
     found = []
     for entry in os.listdir(proc):
         if not entry.isdigit():
