@@ -120,6 +120,33 @@ def test_an_exec_ends_near_its_timeout_whatever_the_daemon_does(
     assert took < 12, f"an exec with a 2 s timeout took {took:.1f} s"
 
 
+def inspected_once_then_trickled() -> Callable[[], Iterator[bytes]]:
+    """The container's inspect: answered once (before the command), then a byte at a time
+    (the library's look after the command, at whether Docker recorded an OOM kill)."""
+    calls = [0]
+
+    def inspect() -> Iterator[bytes]:
+        calls[0] += 1
+        yield from (json_reply(labelled()) if calls[0] == 1 else endless_json(4000, 0.05))()
+
+    inspect.whole = True  # type: ignore[attr-defined]
+    return inspect
+
+
+@pytest.mark.xfail(strict=True, reason="the look after the command has no deadline")
+def test_a_stalled_look_after_the_command_keeps_its_result(tmp_path: Path) -> None:
+    """The command ran and failed (rc 1): a daemon that then stalls the container's inspect
+    neither holds the exec past its bound nor takes away its result."""
+    sock = tmp_path / "docker.sock"
+    done = json_reply({"ExitCode": 1, "Running": False, "Pid": 9})
+    with hostile_daemon(sock, inspect=inspected_once_then_trickled(), exec_inspect=done):
+        began = time.monotonic()
+        result = boxes_on(sock).exec("victim", ["false"], timeout=2)
+        took = time.monotonic() - began
+    assert result.rc == 1 and result.limits_hit == [], result
+    assert took < 12, f"an exec with a 2 s timeout took {took:.1f} s"
+
+
 @pytest.mark.parametrize(
     "container",
     [
