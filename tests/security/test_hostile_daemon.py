@@ -133,7 +133,6 @@ def inspected_once_then_trickled() -> Callable[[], Iterator[bytes]]:
     return inspect
 
 
-@pytest.mark.xfail(strict=True, reason="the look after the command has no deadline")
 def test_a_stalled_look_after_the_command_keeps_its_result(tmp_path: Path) -> None:
     """The command ran and failed (rc 1): a daemon that then stalls the container's inspect
     neither holds the exec past its bound nor takes away its result."""

@@ -18,7 +18,7 @@ from .contract import (
     KILL_OUTPUT,
     KILL_TIMEOUT,
 )
-from .errors import SandboxError, StreamError, daemon_call
+from .errors import ANSWERS, LOST, MALFORMED, SandboxError, StreamError, daemon_call
 from .guards import safe_workdir
 from .limits import Watch
 from .listing import entry
@@ -102,8 +102,8 @@ class CommandsMixin:
                 if attempt == EXEC_START_TRIES or time.monotonic() + pause >= began + timeout:
                     raise SandboxError(
                         f"the runtime could not start the command in sandbox {name} ({attempt} "
-                        f"tries; the daemon said: {why}): check the host's runtime (runsc) and "
-                        "load, or remove the sandbox and create it again."
+                        f"tries; the daemon said: {why}): fix what it names (a user or "
+                        "program the image lacks), else check the host's runsc and load."
                     )
                 time.sleep(pause)
             duration = round(time.monotonic() - began, 3)
@@ -111,7 +111,7 @@ class CommandsMixin:
                 rc=rc if isinstance(rc, int) else None,
                 stdout=out.data.decode(errors="replace"), stderr=err.data.decode(errors="replace"),
                 duration=duration, truncated=out.truncated or err.truncated, timed_out=timed_out,
-                limits_hit=watch.fired(rc != 0 and self._oom_killed(name)),
+                limits_hit=watch.fired(rc != 0 and self._oom_killed(name, began + timeout)),
             )  # fmt: skip
         finally:
             watch.close()
@@ -122,10 +122,15 @@ class CommandsMixin:
         )  # fmt: skip
         return result
 
-    def _oom_killed(self, name: str) -> bool:
+    def _oom_killed(self, name: str, ends: float) -> bool:
         """Whether Docker recorded an OOM kill of the sandbox (its cgroup, and the kernel's
-        counter in it, go with the killed sandbox)."""
-        container = self.get(name)  # type: ignore[attr-defined]
+        counter in it, go with the killed sandbox). Bounded like the exec; a daemon that
+        does not say is "no": the command's result stands."""
+        try:
+            with self.client.api.deadline(max(ends - time.monotonic(), 0) + 5):
+                container = self.get(name)  # type: ignore[attr-defined]
+        except (SandboxError, *LOST, *MALFORMED, *ANSWERS):
+            return False
         state = container.attrs.get("State") if container is not None else None
         return isinstance(state, dict) and state.get("OOMKilled") is True
 

@@ -32,7 +32,7 @@ def cgroup_dirs(pid: int, proc: str = "/proc", root: str = CGROUP_ROOT) -> dict[
     """The process's cgroup directory per limit (v1: its controller's hierarchy; v2: the
     unified one), strictly below root whatever the path says."""
     v1, v2 = {}, None
-    for line in _read(f"{proc}/{pid}/cgroup").splitlines():
+    for line in _read(f"{proc}/{pid}/cgroup").split("\n"):  # cgroup names may hold \r
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -48,7 +48,7 @@ def cgroup_dirs(pid: int, proc: str = "/proc", root: str = CGROUP_ROOT) -> dict[
             continue
         # Never the hierarchy's root (the whole machine's counters) nor anything outside it.
         where = os.path.normpath(f"{base}/{path.lstrip('/')}")
-        if where.startswith(base + "/"):
+        if where.startswith(base + "/") and where.isprintable():
             dirs[limit] = where
     return dirs
 
@@ -66,11 +66,13 @@ class Watch:
         self.files: dict[int, tuple[str, str]] = {}  # fd: (limit, key)
         for pid in runsc_sandbox_pids(container_id, proc)[:4]:
             for limit, where in cgroup_dirs(pid, proc, root).items():
+                if container_id not in os.path.basename(where):
+                    continue  # not the sandbox's own cgroup (its outer's, or a planted one)
                 v1_file, v2_file, key = COUNTERS[limit][1:]
                 for name in (v1_file, v2_file):
                     try:
                         fd = os.open(f"{where}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    except OSError:
+                    except (OSError, ValueError):
                         continue
                     self.files[fd] = (limit, key)
                     break
@@ -94,7 +96,8 @@ class Watch:
                 continue
             for line in text.splitlines():
                 name, _sep, value = line.partition(" ")
-                if name == key and value.strip().isdigit():
+                value = value.strip()
+                if name == key and value.isascii() and value.isdigit() and len(value) < 20:
                     now[limit] = max(now.get(limit, 0), int(value))
         return now
 

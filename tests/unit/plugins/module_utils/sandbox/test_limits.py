@@ -80,3 +80,23 @@ def test_what_fired_is_what_rose_or_what_docker_recorded() -> None:
     assert fired({"pids": 2}, {"pids": 2}, False) == []
     assert fired({"pids": 0, "memory": 0}, {}, True) == ["memory"]  # killed, cgroup gone
     assert fired({}, {"pids": 1, "memory": 1}, False) == ["memory", "pids"]
+
+
+def test_a_planted_line_or_a_cgroup_not_the_sandboxs_is_not_read(tmp_path) -> None:
+    """Review findings: a cgroup name may hold \r (not \n), which splitlines() read as a
+    second line naming another cgroup; a runsc-sandbox process planted by root in an outer,
+    or a sandbox without cgroups of its own (userns mode), sits in a cgroup that is not the
+    container's; a counter of non-ASCII digits."""
+    planted = (
+        f"8:pids:/docker/evil\r8:pids:/docker\n4:memory:/docker/outer\n0::/docker/{CID}\u00b2\n"
+    )
+    proc, root = machine(tmp_path, planted, {
+        "pids/docker/pids.events": "max 5\n",
+        "memory/docker/outer/memory.oom_control": "oom_kill 5\n",
+    })  # fmt: skip
+    assert counters(CID, proc, root) == {}
+    proc2, root2 = machine(tmp_path / "2", V1, {
+        f"pids/docker/outer/docker/{CID}/pids.events": "max \u00b2\n",
+        f"memory/docker/outer/docker/{CID}/memory.oom_control": "oom_kill 1\n",
+    })  # fmt: skip
+    assert counters(CID, proc2, root2) == {"memory": 1}
