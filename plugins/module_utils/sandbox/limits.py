@@ -108,32 +108,28 @@ class Watch:
         )
 
     def due(self) -> None:
+        """A reading, if one is due."""
         if self.files and time.monotonic() >= self.last + self.INTERVAL:
-            self.last = time.monotonic()
-            for limit, value in self.read().items():
-                self.seen[limit] = max(self.seen.get(limit, 0), value)
+            self._take()
 
     def update(self) -> None:
+        """A reading, because the kernel notified a file."""
         self.updates += 1
+        self._take()
+
+    def _take(self) -> None:
+        self.last = time.monotonic()
         for limit, value in self.read().items():
             self.seen[limit] = max(self.seen.get(limit, 0), value)
 
     def fired(self, oom_killed: bool) -> list[str]:
-        self.update()
+        self._take()
         return fired(self.before, self.seen, oom_killed)
 
     def close(self) -> None:
         for fd in self.files:
             os.close(fd)
         self.files = {}
-
-
-def counters(container_id: str, proc: str = "/proc", root: str = CGROUP_ROOT) -> dict[str, int]:
-    """Each limit's counter for the container's cgroup now ({} where none is readable: the
-    sandbox is gone, or this process does not see the host's /proc and cgroups)."""
-    watch = Watch(container_id, proc, root)
-    watch.close()
-    return watch.before
 
 
 def fired(before: dict[str, int], after: dict[str, int], oom_killed: bool) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.fortress.agents.plugins.module_utils.sandbox.limits import (
+    Watch,
     cgroup_dirs,
-    counters,
     fired,
 )
 
@@ -20,6 +20,13 @@ V1 = f"""13:perf_event:/
 0::/docker/outer
 """
 V2 = f"0::/system.slice/docker-{CID}.scope\n"
+
+
+def counters(container_id: str, proc: str, root: str) -> dict[str, int]:
+    """What a Watch reads when it opens ({} where no counter is readable)."""
+    watch = Watch(container_id, proc, root)
+    watch.close()
+    return watch.before
 
 
 def machine(tmp_path: Path, cgroup: str, files: dict[str, str]) -> tuple[str, str]:
