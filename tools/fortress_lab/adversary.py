@@ -34,6 +34,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from fortress_lab.cis import INNER_BUNDLES
 from fortress_lab.common import COLLECTION, client, collection_on_path
 
 SCRIPT = (Path(__file__).parent / "files" / "probes.sh").read_text()
@@ -372,8 +373,7 @@ def oci_no_new_privileges(host: LabHost) -> bool:
     the inner daemon handed runsc for a library sandbox (runsc applies it)."""
     with sandboxed(host) as (boxes, name):
         cid = boxes.client.containers.get(name).id
-        bundle = f"/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/{cid}"
-        spec = json.loads(host.outer_exec(["cat", f"{bundle}/config.json"]))
+        spec = json.loads(host.outer_exec(["cat", f"{INNER_BUNDLES}/{cid}/config.json"]))
     return spec["process"].get("noNewPrivileges") is True
 
 

@@ -15,6 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# Where a daemon's containerd keeps its containers' OCI bundles: the host's, and an inner
+# daemon's inside its outer container (its own containerd).
+BUNDLES = "/run/containerd/io.containerd.runtime.v2.task/moby"
+INNER_BUNDLES = "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby"
 SMOKE_IMAGE = "fortress/smoke:busybox"  # built by the gvisor role (tasks_from: verify)
 BUSYBOX = "/bin/busybox"
 
@@ -36,10 +40,10 @@ class DockerTarget:
     image: str = SMOKE_IMAGE
     # Options every `docker run` of a check gets, e.g. ("--runtime", "runsc").
     run_options: tuple[str, ...] = ()
-    # A command prefix that, followed by "/<id>/config.json", prints a container's OCI spec.
-    bundle: str = "cat /run/containerd/io.containerd.runtime.v2.task/moby"
-    # A command prefix that runs a command where the daemon keeps its files ("": the host).
+    # A command prefix that runs a command where the daemon keeps its files ("": the host),
+    # and the directory of its containers' OCI bundles there.
     files: str = ""
+    bundles: str = BUNDLES
 
     def run(self, *argv: str) -> _Result:
         if argv[:1] == ("run",):
@@ -105,7 +109,7 @@ def no_new_privileges(target: DockerTarget) -> dict[str, str]:
     """`no-new-privileges: true`: NoNewPrivs is 1 in a container by default; the control
     (the daemon default explicitly overridden) shows 0. The kernel's /proc/self/status says
     so under runc; gVisor's does not report it, so there the flag is read from the OCI spec
-    the daemon handed the runtime (`bundle` of the target), which runsc applies."""
+    the daemon handed the runtime (`bundles` of the target), which runsc applies."""
 
     def nnp(*extra: str) -> str:
         cid = target.ok("run", "-d", *extra, target.image, BUSYBOX, "sleep", "60")
@@ -114,7 +118,8 @@ def no_new_privileges(target: DockerTarget) -> dict[str, str]:
             for line in status.splitlines():
                 if line.startswith("NoNewPrivs:"):
                     return line.split()[-1]
-            spec = json.loads(target.host.run(f"{target.bundle}/{cid}/config.json").stdout)
+            show = f"{target.files} cat {target.bundles}/{cid}/config.json".strip()
+            spec = json.loads(target.host.run(show).stdout)
             return "1" if spec["process"].get("noNewPrivileges") else "0"
         finally:
             target.remove(cid)
@@ -221,9 +226,6 @@ def inner_target(host: _Host, outer: str = "default") -> DockerTarget:
     return DockerTarget(
         host,
         docker=f"docker -H unix:///run/fortress/outer/{outer}/docker.sock",
-        bundle=(
-            f"docker exec fortress-outer-{outer} cat "
-            "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby"
-        ),
         files=f"docker exec fortress-outer-{outer}",
+        bundles=INNER_BUNDLES,
     )
