@@ -27,19 +27,7 @@ from fortress_lab.pytest_plugin import reaper_paused
 HOST = "fortress-pytest-sandbox-1"  # tests/conftest.py: sandbox_lab
 RUNSC = "/usr/bin/runsc"  # in the outer image; the inner daemon.json points at it
 DAEMON_JSON = "/etc/fortress/outer/default/daemon.json"  # on the lab host, bound into the outer
-# A runtime that is not gVisor under runsc's name: drops runsc's flags and runs runc (with
-# no session keyring, which the outer's seccomp profile refuses).
-NOT_RUNSC = """#!/bin/sh
-for a do
-  shift
-  case $a in
-  --platform=* | --overlay2=* | --host-uds=* | --network=* | --ignore-cgroups) ;;
-  create) set -- "$@" create --no-new-keyring ;;
-  *) set -- "$@" "$a" ;;
-  esac
-done
-exec /usr/bin/runc "$@"
-"""
+NOT_RUNSC = adv.NOT_RUNSC
 lib = adv.load_library()
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -514,3 +515,92 @@ def test_a_ttl_above_the_maximum_and_a_mode_that_is_not_octal_are_refused(
         assert bad.get("failed") and "octal" in bad["msg"], bad
     finally:
         module(inventory, "sandbox", {"name": "attack-mode", "state": "absent"})
+
+
+# --- an exec that always ends; nothing of the caller's before the runtime is proven ---------
+
+# Each leaves a `sleep 424N` behind the way the findings describe; the marker and full-/tmp
+# cases attack the old shell wrapper's PID file in the shared /tmp.
+ESCAPES = {
+    "double-forked": "(sleep 4241 &)",
+    "setsid": "setsid sleep 4242 &",
+    "a name with spaces": "printf '#!/bin/sh\\nexec sleep 4243\\n' > '/work/a b' && "
+    "chmod +x '/work/a b' && ('/work/a b' &)",
+    "marker rewritten": 'for m in /tmp/.fortress-exec-*; do echo 1 > "$m"; done; (sleep 4244 &)',
+    "full /tmp": "dd if=/dev/zero of=/tmp/fill bs=1M 2>/dev/null; (sleep 4245 &)",
+}
+
+
+def survivors(inventory: Path, name: str) -> list[str]:
+    ps = module(inventory, "sandbox_exec", {"name": name, "argv": ["ps", "-o", "stat,args"]})
+    assert not ps.get("failed"), ps
+    return [line for line in ps["stdout"].splitlines()
+            if ("sleep 424" in line or "a b" in line) and not line.startswith("Z")]  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 5: the shell wrapper's tree walk misses them")
+def test_a_timed_out_exec_leaves_no_process_however_it_hid(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    """Every way a command hides a child (double fork, setsid, a name with spaces, rewriting
+    or crowding out the wrapper's bookkeeping) and then outlives its timeout: nothing it
+    started may survive, and the sandbox goes on serving."""
+    with workspace_sandbox(inventory, host, "attack-escape", f"{ROOT}/attack-escape") as box:
+        script = "\n".join([*ESCAPES.values(), "exec sleep 999"])
+        done = module(inventory, "sandbox_exec", {"name": box, "cmd": script, "timeout": 3})
+        assert done["failed"] and done["timed_out"], done
+        assert survivors(inventory, box) == [], "processes outlived the exec's timeout"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 5: nothing notices an escaped child")
+def test_an_exec_that_leaves_a_process_behind_says_escaped_and_stops_its_sandbox(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    """A command that exits at once but leaves a hidden child running: the result says so,
+    the child is dead and the sandbox is stopped (nothing vouches for what else it did).
+    Control: the same command without the child leaves the sandbox running."""
+    with workspace_sandbox(inventory, host, "attack-left", f"{ROOT}/attack-left") as box:
+        clean = module(inventory, "sandbox_exec", {"name": box, "cmd": "sleep 0.1; echo ok"})
+        assert not clean.get("failed") and clean["escaped"] is False, clean
+        left = module(inventory, "sandbox_exec", {"name": box, "cmd": ESCAPES["double-forked"]})
+        assert left["failed"] and left["escaped"] and left["rc"] == 0, left
+        assert "was stopped" in left["msg"], left["msg"]
+        info = module(inventory, "sandbox_info", {"name": box})
+        assert info["sandboxes"][0]["status"] == "exited", info
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 4: the command starts before the check")
+def test_under_a_runtime_that_is_not_gvisor_nothing_of_the_callers_runs(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    """The daemon's runsc is swapped for runc: the sandbox is refused and removed, and its
+    command, which would leave a trace in its workspace the moment it ran, never ran.
+    Control: under the real runsc the same command leaves the trace."""
+    ws = f"{ROOT}/attack-runtime"
+    spec = {"image": IMAGE, "command": ["/bin/sh", "-c", "echo ran > /work/trace; sleep 600"],
+            "mounts": [{"source": ws, "target": "/work", "read_only": False}]}  # fmt: skip
+    runsc = "/usr/bin/runsc"
+    host.sh(f"rm -rf {ws} && mkdir -p {ws} && chmod 0777 {ws}")
+    try:
+        host.sh(f"cp -p {runsc} {runsc}.fortress-real")
+        host.sh(f"cat > {runsc}.fake <<'EOF'\n{adv.NOT_RUNSC}EOF\n"
+                f"chmod 0755 {runsc}.fake && mv {runsc}.fake {runsc}")  # fmt: skip
+        try:
+            refused = module(inventory, "sandbox", {"name": "attack-runtime", **spec})
+        finally:
+            host.sh(f"mv {runsc}.fortress-real {runsc}")
+        assert refused["failed"] and "did not start under gVisor" in refused["msg"], refused
+        time.sleep(2)  # what ran would have written by now
+        trace = host.sh(f"test -e {ws}/trace && echo TRACE || echo none")
+        assert trace == "none", "the command ran under runc before the refusal"
+        assert module(inventory, "sandbox_info", {"name": "attack-runtime"})["sandboxes"] == []
+        made = module(inventory, "sandbox", {"name": "attack-runtime", **spec})
+        assert not made.get("failed"), made
+        for _ in range(50):
+            if host.sh(f"cat {ws}/trace 2>&1 || true") == "ran":
+                break
+            time.sleep(0.1)
+        assert host.sh(f"cat {ws}/trace") == "ran", "control: the command never ran under runsc"
+    finally:
+        module(inventory, "sandbox", {"name": "attack-runtime", "state": "absent"})
+        host.sh(f"rm -rf {ws}")

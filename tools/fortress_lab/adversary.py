@@ -39,6 +39,19 @@ from fortress_lab.common import COLLECTION, client, collection_on_path
 
 SCRIPT = (Path(__file__).parent / "files" / "probes.sh").read_text()
 IMAGE = "fortress/smoke:busybox"
+# A runtime that is not gVisor under runsc's name: drops runsc's flags and runs runc (with
+# no session keyring, which the outer's seccomp profile refuses).
+NOT_RUNSC = """#!/bin/sh
+for a do
+  shift
+  case $a in
+  --platform=* | --overlay2=* | --host-uds=* | --network=* | --ignore-cgroups) ;;
+  create) set -- "$@" create --no-new-keyring ;;
+  *) set -- "$@" "$a" ;;
+  esac
+done
+exec /usr/bin/runc "$@"
+"""
 OPEN, CLOSED, NA = "OPEN", "closed", "na"
 # Deliberately weak: root, runc, the capabilities an attacker wants, no seccomp filter,
 # /proc unmasked and /proc/sys writable, the host's PID and cgroup namespaces, a default
