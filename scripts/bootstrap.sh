@@ -8,6 +8,7 @@
 #     compile checks), apt-cacher-ng (shared apt cache for image builds and lab hosts),
 #     ShellCheck (ansible-test sanity and lint run it), qemu-system-x86, qemu-utils and
 #     openssh-client (VM lab hosts: QEMU boots them, Ansible reaches them over SSH),
+#     musl-tools (the gvisor role builds the static sandbox init on the controller),
 #     python3-venv when the venv module is missing.
 #   - the Python venv (.venv) with the pinned ranges of pyproject.toml, reinstalled only
 #     when pyproject.toml changes.
@@ -20,7 +21,7 @@ VENV=${FORTRESS_VENV:-$ROOT/.venv}
 STATE=${FORTRESS_STATE_DIR:-/var/lib/fortress-lab}
 LOG_DIR=${FORTRESS_LOG_DIR:-/var/log/fortress-lab}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(docker.io runsc debootstrap apparmor apt-cacher-ng iptables iproute2 git make shellcheck
+APT_PACKAGES=(docker.io runsc debootstrap apparmor apt-cacher-ng iptables iproute2 git make shellcheck musl-tools
               qemu-system-x86 qemu-utils openssh-client)
 read -r -a extra <<< "${FORTRESS_EXTRA_PACKAGES:-}"
 APT_PACKAGES+=("${extra[@]}")

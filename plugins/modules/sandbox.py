@@ -45,7 +45,12 @@ options:
       - Required for O(state=started) and O(state=present).
     type: str
   command:
-    description: Command of the sandbox's first process (argv list).
+    description:
+      - Command of the sandbox's first process (argv list); without it, the image's entrypoint
+        and command.
+      - It runs under Fortress's init (PID 1, mounted read-only from the host or the outer),
+        which starts it only after the module proved from the host that the sandbox runs
+        under gVisor, forwards signals to it and stops the sandbox when it exits.
     type: list
     elements: str
   env:

@@ -13,11 +13,15 @@ description:
   - Runs O(argv) or O(cmd) in the existing sandbox O(name), or, with O(image) instead of
     O(name), in a fresh one-shot sandbox that is always destroyed afterwards (also on
     timeout and error).
-  - The timeout kills the process and the descendants it still has inside the sandbox
-    (Docker's API cannot kill an exec; the module does it from a second exec). A descendant
-    that has already left the tree (double-forked or C(setsid) and reparented) is not found
-    by that walk; until the sandbox runs an init of Fortress's own, run untrusted commands in
-    a one-shot sandbox (O(image)), which is destroyed whole. The image needs C(/bin/sh).
+  - The command runs under the sandbox's own init (Fortress's C(sandbox-init), mounted
+    read-only into every sandbox), in a new session and as a descendant of a child subreaper,
+    so every process it starts, double-forked or C(setsid) or not, stays within the init's
+    reach. The init enforces O(timeout) inside the sandbox and kills them all.
+  - A process the command started that is still alive when the command exits has escaped -
+    the init kills it, RV(escaped) is true, the sandbox is stopped and the module fails. The
+    same happens when the init's report never comes (the command killed it, or it did not
+    end within 5 s of the timeout). Long-running services belong in the sandbox's own
+    C(command) (M(fortress.agents.sandbox)).
   - An exec the runtime fails to start (Docker says C(OCI runtime exec failed), with exit
     code 126 and no process, as runsc does when its sandbox answers late on a loaded host)
     is tried up to three times in all within O(timeout), each try an C(exec-not-started)
@@ -137,6 +141,12 @@ timed_out:
   description: Whether the timeout killed the command.
   returned: always
   type: bool
+escaped:
+  description:
+    - Whether a process the command started outlived it, or the sandbox's init could not
+      report (the command killed it). The sandbox was stopped.
+  returned: always
+  type: bool
 limits_hit:
   description:
     - The limits of the sandbox's cgroup that fired while the command ran, read from the
@@ -170,6 +180,14 @@ def run(module, boxes) -> dict:
     out = asdict(result)
     fired = (f"; the sandbox's {' and '.join(result.limits_hit)} limit fired"
              if result.limits_hit else "")  # fmt: skip
+    if result.escaped:
+        which = f"sandbox {p['name']}" if p["name"] else "the one-shot sandbox"
+        module.fail_json(
+            msg=f"a process the command started outlived it (or killed the sandbox's init), so "
+                f"{which} was stopped{fired}: run long-lived processes as the sandbox's own "
+                "command, not from an exec.",
+            changed=True, **out,
+        )  # fmt: skip
     if result.timed_out:
         module.fail_json(msg=f"the command timed out after {p['timeout']} s and was killed{fired}.",
                          changed=True, **out)  # fmt: skip

@@ -175,14 +175,19 @@ def _nothing_of_ours_left(host: adv.LabHost) -> Iterator[None]:
 
 
 def test_a_missing_command_is_refused_and_the_reaper_removes_what_runsc_leaves(host) -> None:
-    """runsc (2024) fails to stop a sandbox whose start failed, so containerd keeps the
-    container and its shim after Docker forgot it: the refusal is one sentence, and the
-    host's reaper (sandbox_reaper role, on its timer or started by hand) deletes it."""
+    """The library refuses a sandbox whose command is not in its image in one sentence and
+    leaves nothing (its init finds the command before it is told to run it). runsc (2024)
+    fails to stop a container whose start failed, so containerd keeps it and its shim after
+    Docker forgot it: the host's reaper (sandbox_reaper role, on its timer or started by
+    hand) deletes what a plain `docker run` of the same command leaves."""
     boxes = host.sandboxes()
+    with pytest.raises(lib.SandboxError, match=r"could not start its command .*nonexistent"):
+        boxes.create(lib.SandboxSpec(image=adv.IMAGE, command=["/nonexistent"], owner="faults"))
+    assert not boxes.list(owner="faults"), "the refused sandbox was left behind"
+    assert_containerd_has_only_what_docker_has(host, boxes)
     with reaper_paused(host.sh):  # so that the leftover is there to be seen first
-        with pytest.raises(lib.SandboxError, match=r"Docker refused the sandbox: .*nonexistent"):
-            spec = lib.SandboxSpec(image=adv.IMAGE, command=["/nonexistent"], owner="faults")
-            boxes.create(spec)
+        inner = f"unix:///run/fortress/outer/{host.outer}/docker.sock"
+        host.sh(f"docker -H {inner} run --rm --runtime=runsc {adv.IMAGE} /nonexistent || true")
         stale = containerd_ids(host) - {c.id for c in boxes.client.containers.list(all=True)}
         assert stale, "runsc left nothing behind this time: the reaper's cleanup is untested"
         host.sh("systemctl start fortress-reap.service")

@@ -27,9 +27,11 @@ from fortress_lab.common import REPO_ROOT
 from fortress_lab.hostile_daemon import (
     CONTAINER,
     CONTAINER_ID,
+    answered,
     endless_json,
     frame,
     hostile_daemon,
+    init_frame,
     json_reply,
     raw_reply,
     upgraded_with,
@@ -61,10 +63,13 @@ def bad_frame() -> Iterator[bytes]:
     yield frame(1, 2**31)
 
 
-def kill_flood() -> Iterator[bytes]:
-    chunk = (frame(1, 32768) + b"K" * 32768) * 32  # 2 MiB of well-formed frames
-    for _ in range(HUGE // len(chunk)):
+def flood() -> Iterator[bytes]:
+    """Well-formed output of the command's for 30 s (2 MiB every 10 ms), never a status."""
+    chunk = (frame(1, 32768) + init_frame(1, b"K" * (32768 - 5))) * 64
+    ends = time.monotonic() + 30
+    while time.monotonic() < ends:
         yield chunk
+        time.sleep(0.01)
 
 
 def labelled(**config: Any) -> dict[str, Any]:
@@ -72,8 +77,7 @@ def labelled(**config: Any) -> dict[str, Any]:
 
 
 REPLIES = {
-    # The kill exec after a protocol error (and after a timeout) reads its own stream.
-    "kill stream": ({"stream": bad_frame, "kill": kill_flood}, "exec"),
+    "malformed stream": ({"stream": bad_frame}, "exec"),
     "exec inspect": ({"exec_inspect": endless_json(HUGE)}, "exec"),
     "container inspect": ({"inspect": endless_json(HUGE)}, "exec"),
     "container listing": ({"containers": endless_json(HUGE)}, "list"),
@@ -90,6 +94,53 @@ def test_no_reply_is_held_without_bound(tmp_path: Path, case: str) -> None:
         peak, raised = peak_of(run[call])
     assert isinstance(raised, lib.SandboxError), raised
     assert peak < 8 * 2**20, f"{case}: the library held {peak} bytes of a hostile reply"
+
+
+def test_an_endless_answer_is_capped_and_stops_the_sandbox(tmp_path: Path) -> None:
+    """Output without end and no report from the init: the exec ends near its timeout with
+    max_output kept, says it timed out and escaped, and the sandbox is stopped."""
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, stream=flood) as daemon:
+        boxes = boxes_on(sock)
+        began = time.monotonic()
+        results: list[Any] = []
+        peak, raised = peak_of(lambda: results.append(
+            boxes.exec("victim", ["yes"], timeout=2, max_output=2**20)))  # fmt: skip
+        took = time.monotonic() - began
+    assert raised is None and len(results) == 1, raised
+    result = results[0]
+    assert (result.timed_out, result.escaped, result.truncated) == (True, True, True), result
+    assert len(result.stdout) == 2**20 and result.rc is None
+    assert daemon.killed == [CONTAINER_ID], daemon.requests
+    assert peak < 8 * 2**20 and took < 12, (peak, took)
+
+
+@pytest.mark.parametrize(
+    ("stream", "match"),
+    [
+        (answered(b"x") + answered(b"forged"), "after its status"),
+        (frame(1, 14) + init_frame(3, b"exit 0 ok"), "malformed status"),
+        (frame(1, 10) + init_frame(7, b"hello"), "not the sandbox init's frames"),
+    ],
+    ids=["bytes after the status", "malformed status", "unknown frame type"],
+)
+def test_init_frames_are_read_as_hostile(tmp_path: Path, stream: bytes, match: str) -> None:
+    sock = tmp_path / "docker.sock"
+    with hostile_daemon(sock, stream=lambda: iter([stream])):
+        with pytest.raises(lib.StreamError, match=match):
+            boxes_on(sock).exec("victim", ["true"], timeout=10)
+
+
+def test_an_answer_without_the_inits_report_stops_the_sandbox(tmp_path: Path) -> None:
+    """The command killed its init (or the init died): the stream ends with no status. The
+    result says escaped and the sandbox is stopped: nothing vouches that its processes ended."""
+    sock = tmp_path / "docker.sock"
+    partial = frame(1, 8) + init_frame(1, b"out")
+    with hostile_daemon(sock, stream=lambda: iter([partial])) as daemon:
+        result = boxes_on(sock).exec("victim", ["true"], timeout=10)
+    assert (result.rc, result.escaped, result.timed_out, result.stdout) == (
+        None, True, False, "out"), result  # fmt: skip
+    assert daemon.killed == [CONTAINER_ID]
 
 
 def silent() -> Iterator[bytes]:
@@ -137,8 +188,10 @@ def test_a_stalled_look_after_the_command_keeps_its_result(tmp_path: Path) -> No
     """The command ran and failed (rc 1): a daemon that then stalls the container's inspect
     neither holds the exec past its bound nor takes away its result."""
     sock = tmp_path / "docker.sock"
-    done = json_reply({"ExitCode": 1, "Running": False, "Pid": 9})
-    with hostile_daemon(sock, inspect=inspected_once_then_trickled(), exec_inspect=done):
+    done = json_reply({"ExitCode": 0, "Running": False, "Pid": 9})
+    failed = answered(status=b"exit 1")
+    with hostile_daemon(sock, stream=lambda: iter([failed]), inspect=inspected_once_then_trickled(),
+                        exec_inspect=done):  # fmt: skip
         began = time.monotonic()
         result = boxes_on(sock).exec("victim", ["false"], timeout=2)
         took = time.monotonic() - began
@@ -181,7 +234,7 @@ def test_a_malformed_sandbox_is_reported_and_skipped_not_fatal(
 
 def test_a_stream_cut_mid_frame_is_a_protocol_error(tmp_path: Path) -> None:
     def cut() -> Iterator[bytes]:
-        yield frame(1, 100) + b"only part of it"
+        yield frame(1, 100) + init_frame(1, b"only part of it")
 
     sock = tmp_path / "docker.sock"
     with hostile_daemon(sock, stream=cut):
@@ -191,7 +244,7 @@ def test_a_stream_cut_mid_frame_is_a_protocol_error(tmp_path: Path) -> None:
 
 def test_malformed_file_content_from_a_sandbox_is_one_sentence(tmp_path: Path) -> None:
     def not_base64() -> Iterator[bytes]:
-        yield frame(1, 9) + b"!!!!!!!!\n"
+        yield answered(b"!!!!!!!!\n")
 
     sock = tmp_path / "docker.sock"
     with hostile_daemon(sock, stream=not_base64):
@@ -288,7 +341,7 @@ def test_a_sandbox_removed_between_listing_and_inspect_does_not_stop_the_reaper(
 
 def test_a_command_that_exits_without_reading_its_stdin_keeps_its_output(tmp_path: Path) -> None:
     def answers_and_closes() -> Iterator[bytes]:
-        yield frame(1, 3) + b"ok\n"
+        yield answered(b"ok\n")
 
     sock = tmp_path / "docker.sock"
     with hostile_daemon(sock, stream=answers_and_closes):
@@ -303,7 +356,8 @@ def test_output_read_with_the_upgrade_head_is_kept(tmp_path: Path, after: bytes)
     # task's output in twenty this way, rc 0 and stdout empty). Half a frame in that
     # buffer and the rest on the socket must join too.
     sock = tmp_path / "docker.sock"
-    with hostile_daemon(sock, stream=upgraded_with(frame(1, 3) + b"o", b"k\n" + after)):
+    whole = answered(b"ok\n")
+    with hostile_daemon(sock, stream=upgraded_with(whole[:9], whole[9:] + after)):
         result = boxes_on(sock).exec("victim", ["true"], timeout=10)
     assert (result.rc, result.stdout, result.stderr) == (0, "ok\n", "err\n" if after else "")
 

@@ -144,20 +144,26 @@ class _Handler(socketserver.StreamRequestHandler):
             which = f"inspect {path.split('/')[2]}"  # one container's own reply, if scripted
             which = which if which in srv.replies else "inspect"
             return self.reply(which, json_reply(container))
+        elif method == "GET" and path.startswith("/images/") and path.endswith("/json"):
+            image = {"Id": CONTAINER["Image"], "Config": {"Entrypoint": None, "Cmd": ["sh"]}}
+            return self.reply("image", json_reply(image))
         elif method == "POST" and path.endswith("/exec"):
             with srv.lock:
                 srv.execs += 1
                 exec_id = f"exec{srv.execs}"
             self.wfile.write(_json(201, {"Id": exec_id}))
         elif method == "POST" and path.startswith("/exec/") and path.endswith("/start"):
-            # The command's stream; later execs are the library's kill.
-            which = "exec" if path == "/exec/exec1/start" else "kill"
+            # The command's stream (the first exec's; later ones get "later").
+            which = "exec" if path == "/exec/exec1/start" else "later"
             if not getattr(srv.replies.get(which), "head", False):
                 self.wfile.write(UPGRADED)
                 self.wfile.flush()
                 time.sleep(0.05)  # the client reads the head alone (see upgraded_with)
             self.reply(which, lambda: iter(()))
             return False
+        elif method == "POST" and path.startswith("/containers/") and path.endswith("/kill"):
+            srv.killed.append(path.split("/")[2])
+            self.wfile.write(b"HTTP/1.1 204 No Content\r\n\r\n")
         elif method == "DELETE" and path.startswith("/containers/"):
             srv.removed.append(path.split("/")[2])
             self.wfile.write(b"HTTP/1.1 204 No Content\r\n\r\n")
@@ -179,6 +185,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.execs = 0
         self.sent = 0
         self.removed: list[str] = []  # container IDs a DELETE asked to remove
+        self.killed: list[str] = []  # container IDs a kill asked to stop
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
 
 
@@ -188,7 +195,7 @@ def hostile_daemon(
     **replies: Callable[[], Iterator[bytes]],
 ) -> Iterator[_Server]:  # fmt: skip
     """Serve on path until the block ends. stream() gives the bytes of the first exec's
-    stream; replies replace others: kill (later execs' streams), exec_inspect, containers
+    stream; replies replace others: later (later execs' streams), exec_inspect, containers
     (the listing), inspect (a container), info (`docker info`): raw bytes, HTTP head
     included except for streams."""
     server = _Server(str(path), {**({"exec": stream} if stream else {}), **replies})
@@ -205,3 +212,17 @@ def hostile_daemon(
 def frame(stream: int, size: int) -> bytes:
     """A Docker stream frame header (stream id, three zero bytes, big-endian size)."""
     return bytes([stream, 0, 0, 0]) + size.to_bytes(4, "big")
+
+
+def init_frame(kind: int, data: bytes) -> bytes:
+    """One frame of the sandbox init's (roles/gvisor/files/sandbox-init.c): a type byte, a
+    big-endian 4-byte size, the bytes."""
+    return bytes([kind]) + len(data).to_bytes(4, "big") + data
+
+
+def answered(out: bytes = b"", err: bytes = b"", status: bytes = b"exit 0") -> bytes:
+    """An exec's whole answer as the init gives it, in one Docker stdout frame: the
+    command's output, its errors, then the status."""
+    inner = (init_frame(1, out) if out else b"") + (init_frame(2, err) if err else b"")
+    inner += init_frame(3, status)
+    return frame(1, len(inner)) + inner

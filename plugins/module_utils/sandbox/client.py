@@ -11,12 +11,15 @@ from typing import Any
 
 from . import hostfs, mounts
 from .audit import AuditLog
-from .commands import CommandsMixin
+from .commands import CommandsMixin, shown
 from .contract import (
     DEFAULT_AUDIT_LOG,
     DEFAULT_FINGERPRINT_KEY,
     DEFAULT_SOCKET,
     DEFAULT_WORKSPACE_ROOT,
+    EXEC_GRACE,
+    INIT_TARGET,
+    KEEP_ALIVE,
     LABEL,
     LABEL_EXPIRES,
     LABEL_IMAGE,
@@ -26,6 +29,7 @@ from .contract import (
     LABEL_SPEC,
     LABEL_TTL,
     MAX_TTL,
+    SANDBOX_INIT,
 )  # fmt: skip
 from .egress import egress_plan
 from .errors import SandboxError, daemon_call
@@ -35,16 +39,24 @@ from .guards import (
     check_mount,
     check_runsc_runtime,
     open_socket,
+    process_argv,
+    refused_sandbox_flags,
     runsc_sandbox_pids,
     safe_workdir,
 )
 from .listing import ListingMixin, labels_of
 from .spec import SandboxSpec, parse_size
+from .stream import ExecOutput
 from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER, connect, docker
 
 
 def _refusal(spec: SandboxSpec, explanation: str) -> str:
     """Docker's refusal as one sentence; the limits a parent cgroup caps get their fix."""
+    if SANDBOX_INIT in explanation:
+        return (
+            f"the daemon has no sandbox init at {SANDBOX_INIT} (Docker said: {explanation}): "
+            "converge the gvisor role on the host and the outer_sandbox role for an outer."
+        )
     if any(f"{knob}: invalid argument" in explanation for knob in ("cfs_quota_us", "cpu.max")):
         return (
             f"the sandbox asks for {spec.cpus} CPUs, more than the daemon's parent cgroup (for "
@@ -134,9 +146,10 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
         began = time.monotonic()
         container, token = None, None
         try:
+            kwargs["command"] = self._command(spec)
             if mountable:  # Docker is given what was checked, never the name (mounts.py)
                 token, staged = mounts.stage(mountable, self.workspace_root)
-                kwargs["mounts"] = mounts.docker_mounts(staged)
+                kwargs["mounts"] += mounts.docker_mounts(staged)
                 kwargs["labels"][LABEL_MOUNTS] = token
             container = self.client.containers.create(spec.image, **kwargs)
             if start:
@@ -162,10 +175,23 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
         )  # fmt: skip
         return container
 
+    def _command(self, spec: SandboxSpec) -> list[str]:
+        """The init's arguments after `boot`: none for a sandbox that waits for execs, else
+        `--` and the command (the image's entrypoint and command when the spec has none)."""
+        if spec.command == KEEP_ALIVE:
+            return []
+        argv = spec.command
+        if argv is None:
+            config = self.client.images.get(spec.image).attrs.get("Config") or {}
+            argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+        return ["--", *argv] if argv else []
+
     @daemon_call("start")
     def start(self, container: Any) -> None:
-        """Start and verify from the host side that it runs in gVisor; else remove it. A
-        sandbox whose staged mounts are gone is refused (Docker would refuse it less clearly)."""
+        """Start and verify from the host side that it runs in gVisor; else remove it. Only
+        then is its init told to run its command: under any other runtime nothing of the
+        caller's ran. A sandbox whose staged mounts are gone is refused (Docker would refuse
+        it less clearly)."""
         gone = mounts.missing(container.attrs) if self.host_daemon else []
         if gone:
             raise SandboxError(
@@ -176,16 +202,46 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
         container.reload()
         runtime = container.attrs["HostConfig"].get("Runtime", "")
         deadline = time.monotonic() + 10
-        while not runsc_sandbox_pids(container.id):
+        pids = runsc_sandbox_pids(container.id)
+        while not pids:
             if time.monotonic() > deadline or not runtime.startswith("runsc"):
                 note = self._discard(container) or " It was removed."
                 raise SandboxError(
                     f"sandbox {container.name} did not start under gVisor (runtime {runtime!r}, "
                     "no runsc-sandbox process for it): its daemon's runsc runtime is not gVisor, "
-                    "fix the daemon's runtimes (its entrypoint or command may have started before "
-                    f"this check; no exec was run in it).{note}"
+                    "fix the daemon's runtimes (nothing but Fortress's init ran in it: its "
+                    f"command was never started and no exec was run).{note}"
                 )
             time.sleep(0.05)
+            pids = runsc_sandbox_pids(container.id)
+        refused = sorted({f for pid in pids for f in refused_sandbox_flags(process_argv(pid))})
+        if refused:
+            note = self._discard(container) or " It was removed."
+            raise SandboxError(
+                f"sandbox {container.name} runs under runsc with {' '.join(refused)} (read from "
+                "its runsc-sandbox process on this host), which sandboxes never run under: the "
+                "daemon's runsc is not what its runtimes say, so fix its runsc binary or "
+                f"daemon.json (nothing but Fortress's init ran in it).{note}"
+            )
+        if (container.attrs.get("Config") or {}).get("Cmd"):
+            self._go(container)
+
+    def _go(self, container: Any) -> None:
+        """Tell the proven sandbox's init to run its command; else remove the sandbox."""
+        sink = ExecOutput(4096)
+        try:
+            self._run(container.id, [INIT_TARGET, "go"], None,
+                      time.monotonic() + EXEC_GRACE, sink)  # fmt: skip
+            done = self.client.api.exec_inspect(sink.exec_id)
+        except docker.errors.DockerException:
+            done = {}
+        if done.get("ExitCode") != 0:
+            said = shown(bytes(sink.err.data) or bytes(sink.raw.data))
+            note = self._discard(container) or " It was removed."
+            raise SandboxError(
+                f"sandbox {container.name} could not start its command ({said}): fix the "
+                f"command (or the image), or make the sandbox's /tmp writable.{note}"
+            )
 
     def _discard(self, container: Any) -> str:
         """Remove a container that will not be handed out: '' once it is gone, else a
@@ -247,7 +303,8 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
             LABEL_NETWORK: spec.network, LABEL_IMAGE: spec.image,
         }  # fmt: skip
         return {
-            "name": spec.name, "command": spec.command,
+            "name": spec.name, "entrypoint": [INIT_TARGET, "boot"],
+            "mounts": [docker.types.Mount(INIT_TARGET, SANDBOX_INIT, type="bind", read_only=True)],
             "environment": {**proxy_env, **spec.env} or None,
             "working_dir": safe_workdir(spec.workdir), "user": spec.user, "runtime": runtime,
             "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
@@ -256,6 +313,9 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
             "mem_limit": memory, "memswap_limit": memory,
             "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
             "pids_limit": spec.pids, "labels": labels, "detach": True,
+            # An image's HEALTHCHECK would run as plain execs from start, before the runtime
+            # is proven and outside the init's reach.
+            "healthcheck": {"test": ["NONE"]},
         }  # fmt: skip
 
     def network_plan(self, policy: str, runtime: str) -> tuple[str, str, dict[str, str]]:

@@ -13,17 +13,17 @@ from typing import Any
 
 from .contract import (
     DEFAULT_MAX_OUTPUT,
+    EXEC_GRACE,
     EXEC_START_TRIES,
+    INIT_TARGET,
     KEEP_ALIVE,
-    KILL_OUTPUT,
-    KILL_TIMEOUT,
 )
 from .errors import ANSWERS, LOST, MALFORMED, SandboxError, StreamError, daemon_call
 from .guards import safe_workdir
 from .limits import Watch
 from .listing import entry
 from .spec import ExecResult, SandboxSpec
-from .stream import Capped, Demuxer
+from .stream import ExecOutput, init_status
 
 
 def never_started(inspected: dict[str, Any]) -> bool:
@@ -57,9 +57,12 @@ class CommandsMixin:
         workdir: str | None = None,
         user: str | None = None,
     ) -> ExecResult:
-        """Run argv in the sandbox; the timeout kills it inside the sandbox. The daemon's
-        answer is read as hostile: at most max_output bytes per stream are kept, and the
-        whole exec ends near its timeout whatever the daemon does."""
+        """Run argv in the sandbox under its init (contract.INIT_TARGET): a new session and a
+        child subreaper, so every process argv starts stays within its reach. The init kills
+        them all at the timeout; one still alive when argv exits has escaped: it is killed,
+        the result says escaped and the sandbox is stopped, as it is when the init does not
+        report (the command killed it) within EXEC_GRACE of the timeout. The daemon's answer
+        is read as hostile: at most max_output bytes per stream are kept."""
         container = self.get(name)  # type: ignore[attr-defined]
         if container is None:
             raise SandboxError(f"no sandbox named {name}: create it first.")
@@ -69,65 +72,89 @@ class CommandsMixin:
                 f"sandbox {name} is not running ({state['status']}; a daemon or outer container "
                 "restart stops sandboxes): remove it and create it again."
             )
-        marker = f"/tmp/.fortress-exec-{os.urandom(6).hex()}"
-        # The wrapper records the PID so that a timeout can kill the process (and its
-        # children) from a second exec: Docker's API cannot kill an exec.
-        wrapped = ["/bin/sh", "-c", f'echo $$ > {marker}; exec "$@"', "sh", *argv]
         began = time.monotonic()
+        ends = began + timeout
+        settle = ends + EXEC_GRACE  # the init's report, and every look after it, by then
         watch = Watch(container.id)  # the sandbox's cgroup counters, watched while it runs
         try:
             for attempt in range(1, EXEC_START_TRIES + 1):
-                out, err = Capped(max_output), Capped(max_output)
+                sink = ExecOutput(max_output)
+                left_ms = max(int((ends - time.monotonic()) * 1000), 1)
+                wrapped = [INIT_TARGET, "exec", str(left_ms), "--", *argv]
                 try:
-                    exec_id, timed_out = self._run(
-                        container.id, wrapped, stdin, began + timeout, out, err, env=env,
+                    late = self._run(
+                        container.id, wrapped, stdin, settle, sink, env=env,
                         workdir=safe_workdir(workdir), user=user, watch=watch,
                     )  # fmt: skip
                 except StreamError as exc:
-                    self._kill_exec(container, marker, user)
-                    self.audit.event("exec-protocol-error", sandbox=name, error=str(exc))
-                    raise
-                rc = None
-                if timed_out:
-                    self._kill_exec(container, marker, user)
-                    break
-                with self.client.api.deadline(max(began + timeout - time.monotonic(), 0) + 5):
-                    done = self.client.api.exec_inspect(exec_id)
-                rc = done.get("ExitCode")
-                if not never_started(done):
-                    break
-                why = shown(out.data + err.data)
-                self.audit.event("exec-not-started", sandbox=name, attempt=attempt, error=why)
-                pause = 0.5 * attempt
-                if attempt == EXEC_START_TRIES or time.monotonic() + pause >= began + timeout:
-                    raise SandboxError(
-                        f"the runtime could not start the command in sandbox {name} ({attempt} "
-                        f"tries; the daemon said: {why}): fix what it names (a user or "
-                        "program the image lacks), else check the host's runsc and load."
-                    )
-                time.sleep(pause)
+                    if not self._not_started(sink.exec_id, settle):
+                        self.audit.event("exec-protocol-error", sandbox=name, error=str(exc))
+                        raise
+                    late = False
+                if sink.status is None and not late and self._not_started(sink.exec_id, settle):
+                    why = shown(bytes(sink.raw.data))
+                    self.audit.event("exec-not-started", sandbox=name, attempt=attempt, error=why)
+                    pause = 0.5 * attempt
+                    if attempt == EXEC_START_TRIES or time.monotonic() + pause >= ends:
+                        raise SandboxError(
+                            f"the runtime could not start the command in sandbox {name} "
+                            f"({attempt} tries; the daemon said: {why}): fix what it names "
+                            "(a user or program the image lacks), else check the host's runsc "
+                            "and load."
+                        )
+                    time.sleep(pause)
+                    continue
+                break
+            # No status: the init was killed (by the command) or did not end in time.
+            rc, timed_out, escaped = (
+                init_status(sink.status) if sink.status is not None else (None, late, True)
+            )
+            if escaped:
+                self._stop_escaped(container, name, settle)
             duration = round(time.monotonic() - began, 3)
             result = ExecResult(
-                rc=rc if isinstance(rc, int) else None,
-                stdout=out.data.decode(errors="replace"), stderr=err.data.decode(errors="replace"),
-                duration=duration, truncated=out.truncated or err.truncated, timed_out=timed_out,
-                limits_hit=watch.fired(rc != 0 and self._oom_killed(name, began + timeout)),
+                rc=rc, stdout=sink.out.data.decode(errors="replace"),
+                stderr=sink.err.data.decode(errors="replace"), duration=duration,
+                truncated=sink.truncated, timed_out=timed_out, escaped=escaped,
+                limits_hit=watch.fired(rc != 0 and self._oom_killed(name, settle)),
             )  # fmt: skip
         finally:
             watch.close()
         self.audit.event(
             "exec", sandbox=name, owner=state["owner"], argv=argv,
-            env_keys=sorted(env or {}), rc=result.rc, timed_out=timed_out,
+            env_keys=sorted(env or {}), rc=result.rc, timed_out=timed_out, escaped=escaped,
             duration=result.duration, limits_hit=result.limits_hit,
         )  # fmt: skip
         return result
+
+    def _not_started(self, exec_id: str, ends: float) -> bool:
+        """Whether the runtime never started the exec (Docker: 126 and no PID); bounded. An
+        answer that does not say is "it started"; a daemon that is gone is the caller's
+        error (daemon_call says so in one sentence)."""
+        if not exec_id:
+            return False
+        try:
+            with self.client.api.deadline(max(ends - time.monotonic(), 0) + 1):
+                return never_started(self.client.api.exec_inspect(exec_id))
+        except (*MALFORMED, *ANSWERS):
+            return False
+
+    def _stop_escaped(self, container: Any, name: str, ends: float) -> None:
+        """Stop a sandbox in which an exec left a process behind or lost its init's report
+        (one already gone is stopped; a daemon that is gone is the caller's error)."""
+        self.audit.event("exec-escaped", sandbox=name)
+        try:
+            with self.client.api.deadline(max(ends - time.monotonic(), 0) + 1):
+                self.client.api.kill(container.id)
+        except (*MALFORMED, *ANSWERS):
+            pass
 
     def _oom_killed(self, name: str, ends: float) -> bool:
         """Whether Docker recorded an OOM kill of the sandbox (its cgroup, and the kernel's
         counter in it, go with the killed sandbox). Bounded like the exec; a daemon that
         does not say is "no": the command's result stands."""
         try:
-            with self.client.api.deadline(max(ends - time.monotonic(), 0) + 5):
+            with self.client.api.deadline(max(ends - time.monotonic(), 0) + 1):
                 container = self.get(name)  # type: ignore[attr-defined]
         except (SandboxError, *LOST, *MALFORMED, *ANSWERS):
             return False
@@ -136,37 +163,31 @@ class CommandsMixin:
 
     def _run(
         self, container_id: str, argv: list[str], stdin: bytes | None, ends: float,
-        out: Capped, err: Capped, **options: Any,
-    ) -> tuple[str, bool]:  # fmt: skip
+        sink: ExecOutput, **options: Any,
+    ) -> bool:  # fmt: skip
         """Start an exec and pump it until it ends or `ends` (monotonic) passes: stdin is
         written as the socket takes it, output is read as it comes, both in one loop, so
         neither a command that writes before it reads nor a daemon that never reads can
-        hold the call. Returns (exec ID, timed out)."""
+        hold the call. Returns whether `ends` passed first."""
         api = self.client.api
         watch = options.get("watch")
         with api.deadline(max(ends - time.monotonic(), 0) + 5):
-            exec_id = api.exec_create(
+            sink.exec_id = api.exec_create(
                 container_id, argv, stdin=stdin is not None,
                 environment=options.get("env") or None, workdir=options.get("workdir"),
                 user=options.get("user") or "",
             )["Id"]  # fmt: skip
-            sock = api.exec_start(exec_id, socket=True)
+            sock = api.exec_start(sink.exec_id, socket=True)
         raw: socket.socket = getattr(sock, "_sock", sock)  # non-blocking (transport)
         pending = memoryview(stdin or b"")
-        demuxer = Demuxer()
-
-        def take(chunk: bytes) -> None:
-            for stream, piece in demuxer.feed(chunk):
-                (out if stream == 1 else err).add(piece)
-
         try:
-            take(sock.early)
+            sink.take(sock.early)
             if not pending:
                 raw.shutdown(socket.SHUT_WR)
             while True:
                 left = ends - time.monotonic()
                 if left <= 0:
-                    return exec_id, True
+                    return True
                 writers = [raw] if pending else []
                 watched, wait = (watch.fds, watch.timeout(left)) if watch else ([], left)
                 readable, writable, notified = select.select([raw], writers, watched, wait)
@@ -195,31 +216,15 @@ class CommandsMixin:
                         chunk = b""  # closed with stdin unread: the end, as the frames say
                     if not chunk:
                         break
-                    take(chunk)
+                    sink.take(chunk)
         finally:
             raw.close()
-        if not demuxer.idle:
+        if not sink.idle:
             raise StreamError(
                 "the daemon's stream was cut in the middle of a frame: a hostile or broken "
                 "daemon; the exec was ended."
             )
-        return exec_id, False
-
-    def _kill_exec(self, container: Any, marker: str, user: str | None) -> None:
-        """Kill the timed-out exec and every descendant (stopped first, so none escapes by
-        being reparented), from a second exec as the same user, itself bounded."""
-        script = (
-            'tree() { kill -STOP "$1" 2>/dev/null; '
-            "for c in $(awk -v p=\"$1\" '$4 == p {print $1}' /proc/[0-9]*/stat 2>/dev/null); "
-            'do tree "$c"; done; kill -KILL "$1" 2>/dev/null; }; '
-            f'p=$(cat {marker}) && tree "$p"; rm -f {marker}'
-        )
-        sink = Capped(KILL_OUTPUT)
-        try:
-            self._run(container.id, ["/bin/sh", "-c", script], None,
-                      time.monotonic() + KILL_TIMEOUT, sink, sink, user=user)  # fmt: skip
-        except SandboxError:
-            pass  # the caller's own error or timeout is what gets reported
+        return False
 
     @daemon_call("a task")
     def task(self, spec: SandboxSpec, argv: list[str], stdin: bytes | None = None,

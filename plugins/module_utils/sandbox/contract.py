@@ -47,8 +47,21 @@ DEFAULT_AUDIT_LOG = "/var/log/fortress/sandbox-audit.log"
 # The per-host key of the spec fingerprint label (created 0600 on first use).
 DEFAULT_FINGERPRINT_KEY = "/var/lib/fortress/sandbox-fingerprint.key"
 DEFAULT_USER = "65534:65534"  # nobody
-# The command of a sandbox that waits for execs (and stops at once on SIGTERM).
+# The command of a sandbox that waits for execs (and stops at once on SIGTERM). The library
+# runs no command for it: the sandbox's init waits for execs itself.
 KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+# The sandbox init (roles/gvisor/files/sandbox-init.c, built by the gvisor role): at
+# SANDBOX_INIT on the host and inside every outer (outer_sandbox binds it there read-only),
+# mounted read-only at INIT_TARGET in every sandbox, whose PID 1 it is. It starts the
+# sandbox's command only when the library says go (after it proved the runtime), and wraps
+# every exec: a new session, a child subreaper, the timeout enforced inside, and its output
+# relayed in frames of at most INIT_FRAME_MAX bytes ending in one status frame.
+SANDBOX_INIT = "/usr/local/lib/fortress/sandbox-init"
+INIT_TARGET = "/.fortress-init"
+INIT_FRAME_MAX = 65536
+# An exec's init has this long past the timeout to kill what the command left and report;
+# past that, or with no report at all, the sandbox is stopped. Go gets this long too.
+EXEC_GRACE = 5.0
 # The runsc flags a sandbox's runtime may carry in the daemon's runtimeArgs, each with the
 # values it may take. Anything else (--debug, --strace, --debug-log, --host-uds=all,
 # --net-raw, a TESTONLY flag, a flag and its value as two arguments, a value Docker's shell
@@ -62,6 +75,10 @@ RUNSC_FLAGS = {
     "--host-uds": ("none",),
     "--ignore-cgroups": ("", "true", "false"),
 }
+# The flags runsc itself gives a sandbox's runsc-sandbox process, besides the runtime's own
+# (RUNSC_FLAGS): the library reads that process's command line on the host after start and
+# refuses any other flag, whatever the daemon says of its runtimes.
+RUNSC_OWN_FLAGS = ("--root", "--log", "--log-format", "--log-fd", "--systemd-cgroup")
 # Paths a mount may never cover inside a sandbox.
 NOT_A_TARGET = (
     "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run",
@@ -82,9 +99,6 @@ REPLY_TIMEOUT = 60.0
 # A listing (or a reap) names at most this many sandboxes and takes at most this long.
 MAX_LISTED = 1000
 LIST_TIMEOUT = 300.0
-# The kill of a timed-out exec: its own output is read up to this and for this long.
-KILL_OUTPUT = 64 * 1024
-KILL_TIMEOUT = 15.0
 # An exec the runtime failed to start (Docker: exit code 126, no process ID; runsc exits
 # before the command starts when its sandbox answers late on a loaded host) is tried this
 # many times in all, within the exec's timeout, before the call fails with the daemon's

@@ -10,7 +10,7 @@ import re
 import stat
 from typing import Any
 
-from .contract import NOT_A_TARGET, RUNSC_FLAGS
+from .contract import NOT_A_TARGET, RUNSC_FLAGS, RUNSC_OWN_FLAGS
 from .errors import SandboxError
 from .hostfs import verified_path
 from .spec import Mount
@@ -117,6 +117,15 @@ def safe_workdir(path: str | None) -> str | None:
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
 
+def process_argv(pid: int, proc: str = "/proc") -> list[bytes]:
+    """A process's command line, at most 64 KiB of it; [] when it is gone."""
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            return f.read(65536).split(b"\0")
+    except OSError:
+        return []
+
+
 def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
     """Host PIDs of runsc-sandbox processes whose command line carries container_id, which
     must be a full container ID (a daemon's answer is hostile: an empty or short "ID" would
@@ -125,16 +134,29 @@ def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
         return []
     found = []
     for entry in os.listdir(proc):
-        if not entry.isdigit():
+        if not (entry.isascii() and entry.isdigit()):
             continue
-        try:
-            with open(f"{proc}/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+        argv = process_argv(int(entry), proc)
         if argv and argv[0] == b"runsc-sandbox" and any(container_id.encode() in a for a in argv):
             found.append(int(entry))
     return found
+
+
+def refused_sandbox_flags(argv: list[bytes]) -> list[str]:
+    """The global flags of a runsc-sandbox process (before `boot`) that are neither runsc's
+    own (RUNSC_OWN_FLAGS) nor allowed by RUNSC_FLAGS: what the sandbox really runs with."""
+    if b"boot" not in argv[1:]:
+        return [repr(b" ".join(argv)[:200])]
+    refused = []
+    for raw in argv[1 : argv.index(b"boot", 1)]:
+        arg = raw.decode("ascii", errors="replace")
+        name, value = [*arg.split("=", 1), ""][:2]
+        # runsc writes its own flags as --name=value: a bare one would take the next
+        # argument as its value, and that argument could be the "boot" this check stops at.
+        own = name in RUNSC_OWN_FLAGS and "=" in arg
+        if not own and value not in RUNSC_FLAGS.get(name, ()):
+            refused.append(repr(arg[:200]) if not arg.isprintable() else arg[:200])
+    return refused
 
 
 RUNTIME_PATH = re.compile(r"[A-Za-z0-9._/+-]+")

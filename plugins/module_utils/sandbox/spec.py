@@ -132,5 +132,8 @@ class ExecResult:
     duration: float
     truncated: bool = False
     timed_out: bool = False
+    # A process the command started outlived it (or the init's report was lost): the
+    # sandbox was stopped.
+    escaped: bool = False
     # The sandbox's own limits that fired while the command ran ("pids", "memory").
     limits_hit: list[str] = field(default_factory=list)

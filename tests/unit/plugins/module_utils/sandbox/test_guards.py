@@ -182,3 +182,41 @@ def test_a_flag_or_path_dockers_shell_wrapper_would_split_is_refused() -> None:
         with pytest.raises(SandboxError, match="not a runsc runtime"):
             guards.check_runsc_runtime("runsc", {"runsc": runtime})
     guards.check_runsc_runtime("runsc", {"runsc": {"path": "/usr/bin/runsc"}})  # control
+
+
+# A runsc-sandbox command line as a lab host's outer daemon starts it (an egress runtime).
+SANDBOX_ARGV = [
+    b"runsc-sandbox", b"--log-format=json", b"--overlay2=root:memory", b"--host-uds=none",
+    b"--network=host", b"--platform=systrap", b"--root=/var/run/docker/runtime-runc/moby",
+    b"--log=/var/run/docker/containerd/daemon/x/log.json", b"--log-fd=3", b"boot",
+    b"--apply-caps=false", b"--bundle=/b", b"--controller-fd=11", b"--cpu-num=2", b"c0ffee",
+]  # fmt: skip
+
+
+def test_a_sandbox_process_with_the_roles_flags_passes() -> None:
+    assert guards.refused_sandbox_flags(SANDBOX_ARGV) == []
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [b"--strace", b"--debug", b"--debug-log=/var/log/runsc/", b"--host-uds=all", b"--net-raw",
+     b"--TESTONLY-unsafe-nonroot=true", b"--network=sandbox\x1b[2J"],
+)  # fmt: skip
+def test_a_sandbox_process_running_with_a_weakening_flag_is_refused(flag: bytes) -> None:
+    """What the host sees the sandbox run with, whatever the daemon said of its runtime:
+    a flag a wrapper around runsc added is refused (only flags before `boot` are runsc's
+    global ones; boot's own are runsc's)."""
+    argv = [*SANDBOX_ARGV[:2], flag, *SANDBOX_ARGV[2:]]
+    refused = guards.refused_sandbox_flags(argv)
+    assert len(refused) == 1 and all(c.isprintable() for c in refused[0]), refused
+
+
+def test_a_sandbox_process_without_boot_is_refused() -> None:
+    assert guards.refused_sandbox_flags([b"runsc-sandbox", b"--strace"]) != []
+
+
+def test_a_flag_that_would_take_boot_as_its_value_is_refused() -> None:
+    """`--root boot --strace boot ...`: Go's flag package reads root=boot, then --strace;
+    a check that stopped at the first "boot" would see only --root."""
+    argv = [b"runsc-sandbox", b"--root", b"boot", b"--strace", *SANDBOX_ARGV[1:]]
+    assert guards.refused_sandbox_flags(argv) == ["--root"]
