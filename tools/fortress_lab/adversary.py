@@ -252,10 +252,9 @@ def sandboxed(host: LabHost, user: str | None = None, **spec: Any) -> Iterator[t
     boxes = host.sandboxes()
     name = unique("sbx")
     options = {"user": user} if user else {}
+    spec.setdefault("command", lib.KEEP_ALIVE)
     container = boxes.create(
-        lib.SandboxSpec(
-            image=IMAGE, name=name, command=lib.KEEP_ALIVE, owner="probes", **options, **spec
-        )
+        lib.SandboxSpec(image=IMAGE, name=name, owner="probes", **options, **spec)
     )
     try:
         yield boxes, container.name
@@ -464,8 +463,8 @@ def sandbox_pairs(host: LabHost) -> dict[str, dict[str, str]]:
     files. Ours: two library sandboxes. Control: two weak containers that share the network,
     IPC and PID namespaces and a volume (what a careless setup gives)."""
     results: dict[str, dict[str, str]] = {name: {} for name in LOOK}
-    with sandboxed(host) as (boxes, a):
-        boxes.exec(a, ["/bin/sh", "-c", f"({SERVE}) >/dev/null 2>&1 &"], timeout=30)
+    # A's server is its command: a process an exec leaves behind stops its sandbox.
+    with sandboxed(host, command=["/bin/sh", "-c", SERVE]) as (boxes, a):
         time.sleep(1)
         for name, look in LOOK.items():  # A sees its own: the probes can see what B must not
             out = boxes.exec(a, ["/bin/sh", "-c", f"{look} 2>/dev/null; true"], timeout=30)

@@ -233,21 +233,16 @@ static int go(void) {
 static pid_t self_pid;
 static pid_t tree[MAX_PIDS];
 
-/* Whether a zombie thread-group leader still has a thread other than itself. */
-static int other_threads(long pid) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/task", pid);
-    DIR *dir = opendir(path);
-    if (!dir) return 0;
-    int found = 0;
-    struct dirent *entry;
-    while (!found && (entry = readdir(dir))) {
-        char *end;
-        long tid = strtol(entry->d_name, &end, 10);
-        found = entry->d_name[0] != '.' && !*end && tid != pid;
-    }
-    closedir(dir);
-    return found;
+
+/* Whether a process /proc shows as a zombie is alive: a thread-group leader that ended while
+ * its other threads run on (neither Linux nor gVisor lets its parent reap it; gVisor lists
+ * no other thread for it). One of this subreaper's own children is tried with waitpid: a
+ * dead one is reaped, a live one is not. One whose parent is another descendant counts
+ * through that parent, which is alive. */
+static int zombie_alive(long pid, long ppid) {
+    if (ppid != self_pid) return 0;
+    int status;
+    return waitpid((pid_t)pid, &status, WNOHANG) == 0;
 }
 
 /* The live descendants of this process, from /proc (a comm may hold spaces and ')': the
@@ -274,9 +269,8 @@ static int descendants(pid_t *out, int max) {
         char state;
         long ppid;
         if (!paren || sscanf(paren + 1, " %c %ld", &state, &ppid) != 2) continue;
-        /* A zombie is dead unless it is a thread-group leader whose other threads live:
-         * that process is alive, and so is what it forks. */
-        if (state == 'X' || (state == 'Z' && !other_threads(pid))) continue;
+        /* A zombie may be a leader whose threads live: alive, and so is what it forks. */
+        if (state == 'X' || (state == 'Z' && !zombie_alive(pid, ppid))) continue;
         pids[count] = (pid_t)pid;
         parents[count] = (pid_t)ppid;
         count++;
@@ -392,11 +386,17 @@ static int run_exec(int argc, char **argv) {
         reap(main_pid, &main_status, &main_done);
     }
     if (main_done) {
-        /* CMD's own output first, then the question: is anything it started still alive? */
-        while (out[0] >= 0 && relay(&out[0], 1) > 0) {}
-        while (err[0] >= 0 && relay(&err[0], 2) > 0) {}
+        /* CMD's own output first (what the pipes hold: a descendant that writes on cannot
+         * hold this), then the question: is anything it started still alive? */
+        for (int i = 0; i < 16 && out[0] >= 0 && relay(&out[0], 1) > 0; i++) {}
+        for (int i = 0; i < 16 && err[0] >= 0 && relay(&err[0], 2) > 0; i++) {}
         reap(main_pid, &main_status, &main_done);
         escaped = descendants(tree, MAX_PIDS) > 0;
+        if (escaped) {  /* not one that was exiting just then: ask again, once */
+            usleep(2000);
+            reap(main_pid, &main_status, &main_done);
+            escaped = descendants(tree, MAX_PIDS) > 0;
+        }
     }
     if (kill_all(main_pid, &main_status, &main_done)) escaped = 1;  /* some outran the kill */
     /* Every writer is dead now, unless CMD handed a pipe to a process outside its tree:
