@@ -356,8 +356,9 @@ def test_output_read_with_the_upgrade_head_is_kept(tmp_path: Path, after: bytes)
     # task's output in twenty this way, rc 0 and stdout empty). Half a frame in that
     # buffer and the rest on the socket must join too.
     sock = tmp_path / "docker.sock"
-    whole = answered(b"ok\n")
-    with hostile_daemon(sock, stream=upgraded_with(whole[:9], whole[9:] + after)):
+    out = frame(1, 8) + init_frame(1, b"ok\n")  # the command's output, then its status
+    status = answered(status=b"exit 0")
+    with hostile_daemon(sock, stream=upgraded_with(out[:9], out[9:] + after + status)):
         result = boxes_on(sock).exec("victim", ["true"], timeout=10)
     assert (result.rc, result.stdout, result.stderr) == (0, "ok\n", "err\n" if after else "")
 
