@@ -636,10 +636,10 @@ def test_under_a_runtime_that_is_not_gvisor_nothing_of_the_callers_runs(
 
 
 def nothing_runs_under(inventory: Path, host: adv.LabHost, fake: str, refusal: str) -> None:
-    """Put fake at the path of the lab host's runsc (the real one beside it as
-    runsc.fortress-real), create a sandbox whose command leaves a trace in its workspace:
-    it must be refused with refusal, removed, and leave no trace; then the same sandbox
-    under the real runsc must leave it (the control)."""
+    """Put fake (a script, or a shell command that writes $FAKE) at the path of the lab
+    host's runsc (the real one beside it as runsc.fortress-real), create a sandbox whose
+    command leaves a trace in its workspace: it must be refused with refusal, removed, and
+    leave no trace; then the same sandbox under the real runsc must leave it (the control)."""
     ws = f"{ROOT}/attack-runtime"
     spec = {"image": IMAGE, "command": ["/bin/sh", "-c", "echo ran > /work/trace; sleep 600"],
             "mounts": [{"source": ws, "target": "/work", "read_only": False}]}  # fmt: skip
@@ -647,13 +647,13 @@ def nothing_runs_under(inventory: Path, host: adv.LabHost, fake: str, refusal: s
     host.sh(f"rm -rf {ws} && mkdir -p {ws} && chmod 0777 {ws}")
     try:
         host.sh(f"cp -p {runsc} {runsc}.fortress-real")
-        host.sh(f"cat > {runsc}.fake <<'EOF'\n{fake}EOF\n"
-                f"chmod 0755 {runsc}.fake && mv {runsc}.fake {runsc}")  # fmt: skip
+        write = fake if not fake.startswith("#!") else f"cat > $FAKE <<'EOF'\n{fake}EOF\n"
+        host.sh(f"FAKE={runsc}.fake\n{write}\nchmod 0755 $FAKE && mv $FAKE {runsc}")
         try:
             refused = module(inventory, "sandbox", {"name": "attack-runtime", **spec})
         finally:
             host.sh(f"mv {runsc}.fortress-real {runsc}")
-        assert refused["failed"] and refusal in refused["msg"], refused
+        assert refused.get("failed") and refusal in refused["msg"], refused
         time.sleep(2)  # what ran would have written by now
         trace = host.sh(f"test -e {ws}/trace && echo TRACE || echo none")
         assert trace == "none", "the command ran before the refusal"
@@ -679,3 +679,46 @@ def test_a_runsc_wrapped_to_strace_behind_the_daemons_back_runs_nothing(
     the host, get it refused and removed before its command runs."""
     wrapped = '#!/bin/sh\nexec /usr/bin/runsc.fortress-real --strace "$@"\n'
     nothing_runs_under(inventory, host, wrapped, "runs under runsc with --strace")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: the runsc binary is not checked yet")
+def test_a_runsc_binary_no_role_published_runs_nothing(inventory: Path, host: adv.LabHost) -> None:
+    """The daemon's runsc is replaced by a binary no role installed: here the real runsc with
+    one byte appended (it runs exactly as runsc does, with the role's flags, so every other
+    check passes; it stands in for an older, vulnerable or patched runsc). The digest of the
+    binary its runsc-sandbox process runs is not among the published ones: refused and
+    removed before its command runs. Control: the real runsc, published by the gvisor role."""
+    appended = "cat /usr/bin/runsc.fortress-real > $FAKE && printf x >> $FAKE"
+    nothing_runs_under(inventory, host, appended, "that no role published in /etc/fortress/runsc.d")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: the runsc binary is not checked yet")
+def test_root_in_an_outer_replacing_its_runsc_gets_its_sandboxes_refused(
+    inventory: Path, host: adv.LabHost
+) -> None:
+    """Root in an outer container replaces that outer's runsc: its root filesystem is
+    read-only, so it binds a binary of its own (the runsc with one byte appended, written
+    in the outer's writable /var/lib/docker) over /usr/bin/runsc. Sandboxes created through
+    the outer's socket are refused and removed: the binary differs from the one the
+    outer_sandbox role read from the outer image. Control: unbound, the same sandbox starts."""
+    sock = f"/run/fortress/outer/{host.outer}/docker.sock"
+    spec = {"name": "attack-outer-runsc", "image": IMAGE, "docker_socket": sock}
+    inside = f"docker exec fortress-outer-{host.outer} sh -c"
+    fake = "/var/lib/docker/runsc.attack"
+    bound = host.sh(
+        f"{inside} 'cat /usr/bin/runsc > {fake} && printf x >> {fake} && chmod 0755 {fake} && "
+        f"mount --bind {fake} /usr/bin/runsc && echo BOUND'"
+    )
+    try:
+        assert bound.endswith("BOUND"), bound
+        refused = module(inventory, "sandbox", spec)
+    finally:
+        host.sh(f"{inside} 'umount /usr/bin/runsc; rm -f {fake}'")
+    try:
+        assert refused.get("failed") and "that no role published" in refused["msg"], refused
+        listed = host.sh(f"docker -H unix://{sock} ps -aq --filter name=attack-outer-runsc")
+        assert listed == "", "the refused sandbox was kept"
+        made = module(inventory, "sandbox", spec)
+        assert not made.get("failed"), made
+    finally:
+        module(inventory, "sandbox", {**spec, "state": "absent"})
