@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.fortress.agents.plugins.module_utils.sandbox.guards import (
+from ansible_collections.fortress.agents.plugins.module_utils.sandbox.runtime import (
     refused_runsc_flags as _refused,
 )
 

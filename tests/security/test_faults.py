@@ -129,6 +129,55 @@ def test_a_runtime_that_is_not_gvisor_is_refused_and_removed(host) -> None:
     assert_containerd_has_only_what_docker_has(host, boxes)
 
 
+def adapter_publishing(boxes: Any, digests: Path) -> Any:
+    """Another adapter on the same daemon, whose published runsc digests are digests."""
+    return lib.Sandboxes(
+        socket_path=boxes.socket_path, audit_log=None, check=False, fingerprint_key=None,
+        runsc_digests=str(digests),
+    )  # fmt: skip
+
+
+def test_a_sandbox_whose_proof_fails_at_start_is_removed(host, tmp_path: Path) -> None:
+    """Attack review: a stopped sandbox started again (the sandbox module's state: started)
+    whose proof could not be completed (here no published digests to compare with; root in
+    an outer can also make the runsc-sandbox process exit once listed) was left running,
+    unproven. It is removed, and the refusal says why in one sentence."""
+    boxes = host.sandboxes()
+    made = boxes.create(spec(name=adv.unique("fault-proof")), start=False)
+    with pytest.raises(lib.SandboxError, match="cannot be proven to run in gVisor") as err:
+        adapter_publishing(boxes, tmp_path / "absent").start(made)
+    print(err.value)
+    assert "no runsc digests can be read" in str(err.value) and "It was removed" in str(err.value)
+    assert not boxes.list(owner="faults"), "the unproven sandbox was left behind"
+    assert_containerd_has_only_what_docker_has(host, boxes)
+
+
+def test_every_exec_proves_the_runtime_again_and_runs_nothing_unproven(
+    host, tmp_path: Path
+) -> None:
+    """A running sandbox the library cannot prove now (one whose refusal at start its
+    runtime would not remove, or whose runtime changed since; here the adapter's published
+    digests do not list its runsc) gets no exec: refused in one sentence, nothing run.
+    Control: the adapter that publishes its runsc runs the same exec."""
+    boxes = host.sandboxes()
+    name = adv.unique("fault-reprove")
+    boxes.create(spec(name=name))
+    try:
+        other = tmp_path / "runsc.d"
+        other.mkdir()
+        (other / "other.sha256").write_text(f"{'0' * 64}  another runsc\n")
+        with pytest.raises(lib.SandboxError, match="that no role published") as err:
+            adapter_publishing(boxes, other).exec(name, ["sh", "-c", "echo ran > /tmp/ran"])
+        print(err.value)
+        assert "nothing was run in it" in str(err.value)
+        ran = boxes.exec(name, ["sh", "-c", "cat /tmp/ran 2>/dev/null || echo none"])
+        assert ran.stdout.strip() == "none", "the command ran in the unproven sandbox"
+        control = boxes.exec(name, ["sh", "-c", "echo ran > /tmp/ran && cat /tmp/ran"])
+        assert control.stdout.strip() == "ran", control
+    finally:
+        boxes.remove(name)
+
+
 def test_runsc_removed_from_the_inner_daemon_json_is_refused(host) -> None:
     original = host.sh(f"cat {DAEMON_JSON}")
     config = json.loads(original)

@@ -28,6 +28,7 @@ from fortress_lab.hostile_daemon import (
     CONTAINER,
     CONTAINER_ID,
     answered,
+    digests_of,
     endless_json,
     frame,
     hostile_daemon,
@@ -42,7 +43,10 @@ HUGE = 64 * 2**20
 
 
 def boxes_on(sock: Path) -> Any:
-    return lib.Sandboxes(socket_path=str(sock), check=False, audit_log=None, fingerprint_key=None)
+    return lib.Sandboxes(
+        socket_path=str(sock), check=False, audit_log=None, fingerprint_key=None,
+        runsc_digests=digests_of(sock),
+    )  # fmt: skip
 
 
 def peak_of(call: Callable[[], Any]) -> tuple[int, BaseException | None]:
@@ -460,7 +464,7 @@ def test_a_socket_renamed_over_the_checked_one_gets_no_request(tmp_path: Path) -
     sock, swapped = tmp_path / "docker.sock", tmp_path / "swapped.sock"
     with hostile_daemon(sock) as checked, hostile_daemon(swapped) as other:
         boxes = lib.Sandboxes(socket_path=str(sock), socket_owner=os.getuid(), audit_log=None,
-                              fingerprint_key=None)  # fmt: skip
+                              fingerprint_key=None, runsc_digests=digests_of(sock))  # fmt: skip
         os.rename(swapped, sock)
         boxes.exec("victim", ["true"], timeout=10)
         assert other.requests == [], other.requests

@@ -201,7 +201,10 @@ class LabHost(Shell):
         sock = f"{self.root}/run/fortress/outer/{self.outer}/docker.sock"
         # check=False: /proc/<pid>/root is a magic link, which the library's socket check
         # (no symlinks, root-owned) rightly refuses; that check has tests of its own.
-        return lib.Sandboxes(socket_path=sock, audit_log=None, check=False, fingerprint_key=None)
+        return lib.Sandboxes(
+            socket_path=sock, audit_log=None, check=False, fingerprint_key=None,
+            runsc_digests=f"{self.root}{lib.RUNSC_DIGESTS}",  # the lab host's, read from here
+        )  # fmt: skip
 
     def wait_outer(self, timeout: float = 120) -> Any:
         """The library on the outer's daemon once it answers (after a restart)."""

@@ -6,9 +6,11 @@ reads every answer as hostile; it is not a stand-in for dockerd anywhere else.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socketserver
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -202,11 +204,40 @@ def hostile_daemon(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server
+        with _runsc_sandbox(path.parent):
+            yield server
     finally:
         server.shutdown()
         server.server_close()
         path.unlink(missing_ok=True)
+
+
+def digests_of(path: Path) -> str:
+    """The runsc digest directory published for the hostile daemon at path (the library's
+    runsc_digests for it)."""
+    return str(path.parent / "runsc.d")
+
+
+@contextmanager
+def _runsc_sandbox(where: Path) -> Iterator[None]:
+    """A stand-in for CONTAINER_ID's runsc-sandbox process (bash running a script named
+    boot, as `runsc-sandbox boot ID`) and a digest directory publishing bash: what the
+    library proves on the host before every exec (proof.py). A hostile daemon has no real
+    sandbox; these tests attack what the daemon answers, not the proof."""
+    (where / "boot").write_text("sleep 600\n")
+    (where / "runsc.d").mkdir(mode=0o755, exist_ok=True)
+    bash = Path("/bin/bash").resolve()
+    digest = hashlib.sha256(bash.read_bytes()).hexdigest()
+    (where / "runsc.d" / "stand-in.sha256").write_text(f"{digest}  {bash}\n")
+    proc = subprocess.Popen(
+        ["runsc-sandbox", "boot", CONTAINER_ID], executable=str(bash), cwd=where,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)
+        proc.wait()
 
 
 def frame(stream: int, size: int) -> bytes:

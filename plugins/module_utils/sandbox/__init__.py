@@ -15,16 +15,18 @@ agent frameworks import it from plain Python::
 
 Ownership and expiry live in container labels (contract.py), so listing and reaping never
 touch containers this package did not create. Every sandbox runs under a runsc runtime,
-verified from the host side after start; anything else is refused and removed.
+verified from the host side after start (its flags, and its binary against the digests the
+roles published); anything else is refused and removed before its command runs.
 
 Layout, one concern per file: contract (labels, prefixes, defaults, limits), errors, spec
-(what a sandbox is; input checks), guards (socket, mounts, in-sandbox paths, runtime
-processes), hostfs (host files a sandbox cannot redirect), mounts (mount sources staged from
-their checked descriptors), stream (the exec stream read as hostile), transport (the Docker
-client, every reply bounded), listing (listing and reaping, inspect data read as hostile),
-egress (the egress contract on the sandbox side), audit, client (the adapter: lookups and
-lifecycle), commands (exec, task), files (copies), module (the modules' shared Ansible
-front; imports Ansible only when used).
+(what a sandbox is; input checks), guards (socket, mounts, in-sandbox paths), runtime (what
+the daemon says of a runtime; a runsc-sandbox process's flags and binary), proof (the
+runtime proven after start, then the sandbox's command), hostfs (host files a sandbox cannot
+redirect), mounts (mount sources staged from their checked descriptors), stream (the exec
+stream read as hostile), transport (the Docker client, every reply bounded), listing
+(listing and reaping, inspect data read as hostile), egress (the egress contract on the
+sandbox side), audit, client (the adapter: lookups, create, remove), commands (exec, task),
+files (copies), module (the modules' shared Ansible front; imports Ansible only when used).
 """
 
 from __future__ import annotations
@@ -33,17 +35,11 @@ from .audit import AuditLog
 from .client import Sandboxes
 from .contract import *  # noqa: F403 - the contract's names are the package's
 from .errors import SandboxError, StreamError
-from .guards import (
-    check_mount,
-    check_socket,
-    open_socket,
-    runsc_sandbox_pids,
-    safe_path,
-    safe_workdir,
-)
+from .guards import check_mount, check_socket, open_socket, safe_path, safe_workdir
 from .hostfs import parts_below, verified_path
 from .listing import expiry
 from .module import COMMON_ARGS, from_module_params
+from .runtime import published_digests, runsc_sandbox_pids
 from .spec import ExecResult, Mount, SandboxSpec, check_ttl, parse_mode, parse_size
 from .stream import Capped, Demuxer
 from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER
@@ -70,6 +66,7 @@ __all__ = [
     "parse_mode",
     "parse_size",
     "parts_below",
+    "published_digests",
     "runsc_sandbox_pids",
     "safe_path",
     "safe_workdir",

@@ -1,7 +1,8 @@
 # Copyright: Fortress developers
 # Apache-2.0
-"""The adapter: every call to a Docker daemon goes through Sandboxes. Lookups and lifecycle
-live here; listing.py adds listing and reaping, commands.py exec and task, files.py copies."""
+"""The adapter: every call to a Docker daemon goes through Sandboxes. Lookups, create and
+remove live here; proof.py adds the runtime proof and start, listing.py listing and
+reaping, commands.py exec and task, files.py copies."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ from typing import Any
 
 from . import hostfs, mounts
 from .audit import AuditLog
-from .commands import CommandsMixin, shown
+from .commands import CommandsMixin
 from .contract import (
     DEFAULT_AUDIT_LOG,
     DEFAULT_FINGERPRINT_KEY,
     DEFAULT_SOCKET,
     DEFAULT_WORKSPACE_ROOT,
-    EXEC_GRACE,
     INIT_TARGET,
     KEEP_ALIVE,
     LABEL,
@@ -29,24 +29,16 @@ from .contract import (
     LABEL_SPEC,
     LABEL_TTL,
     MAX_TTL,
+    RUNSC_DIGESTS,
     SANDBOX_INIT,
 )  # fmt: skip
 from .egress import egress_plan
 from .errors import SandboxError, daemon_call
 from .files import FilesMixin
-from .guards import (
-    SocketFd,
-    check_mount,
-    check_runsc_runtime,
-    open_socket,
-    process_argv,
-    refused_sandbox_flags,
-    runsc_sandbox_pids,
-    safe_workdir,
-)
+from .guards import SocketFd, check_mount, open_socket, safe_workdir
 from .listing import ListingMixin, labels_of
+from .proof import RuntimeMixin
 from .spec import SandboxSpec, parse_size
-from .stream import ExecOutput
 from .transport import DOCKER_IMPORT_ERROR, HAS_DOCKER, connect, docker
 
 
@@ -65,7 +57,7 @@ def _refusal(spec: SandboxSpec, explanation: str) -> str:
     return f"Docker refused the sandbox: {explanation}."
 
 
-class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
+class Sandboxes(RuntimeMixin, CommandsMixin, FilesMixin, ListingMixin):
     """The adapter: every call to Docker goes through here."""
 
     def __init__(
@@ -77,6 +69,7 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
         socket_owner: int = 0,
         fingerprint_key: str | None = DEFAULT_FINGERPRINT_KEY,
         max_ttl: int = MAX_TTL,
+        runsc_digests: str = RUNSC_DIGESTS,
     ) -> None:
         if not HAS_DOCKER:
             raise SandboxError(
@@ -91,6 +84,7 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
         self.host_daemon = mounts.host_daemon(verified.path if verified else socket_path)
         self.workspace_root = workspace_root
         self.max_ttl = max_ttl
+        self.runsc_digests = runsc_digests  # the runsc binaries the roles published
         self.audit = AuditLog(audit_log)
         self.skipped: list[str] = []  # what reap() passed over, one sentence each
         # fingerprint_key None: a random key of this adapter only (labels match within it).
@@ -129,11 +123,6 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
                 "pick another name."
             )
         return container
-
-    @daemon_call("the runtime check")
-    def check_runtime(self, runtime: str) -> None:
-        info = self.client.info()
-        check_runsc_runtime(runtime, info.get("Runtimes") if isinstance(info, dict) else None)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -185,63 +174,6 @@ class Sandboxes(CommandsMixin, FilesMixin, ListingMixin):
             config = self.client.images.get(spec.image).attrs.get("Config") or {}
             argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
         return ["--", *argv] if argv else []
-
-    @daemon_call("start")
-    def start(self, container: Any) -> None:
-        """Start and verify from the host side that it runs in gVisor; else remove it. Only
-        then is its init told to run its command: under any other runtime nothing of the
-        caller's ran. A sandbox whose staged mounts are gone is refused (Docker would refuse
-        it less clearly)."""
-        gone = mounts.missing(container.attrs) if self.host_daemon else []
-        if gone:
-            raise SandboxError(
-                f"sandbox {container.name} cannot start: its staged mounts ({', '.join(gone)}) "
-                "are gone (a reboot empties /run), so remove it and create it again."
-            )
-        container.start()
-        container.reload()
-        runtime = container.attrs["HostConfig"].get("Runtime", "")
-        deadline = time.monotonic() + 10
-        pids = runsc_sandbox_pids(container.id)
-        while not pids:
-            if time.monotonic() > deadline or not runtime.startswith("runsc"):
-                note = self._discard(container) or " It was removed."
-                raise SandboxError(
-                    f"sandbox {container.name} did not start under gVisor (runtime {runtime!r}, "
-                    "no runsc-sandbox process for it): its daemon's runsc runtime is not gVisor, "
-                    "fix the daemon's runtimes (nothing but Fortress's init ran in it: its "
-                    f"command was never started and no exec was run).{note}"
-                )
-            time.sleep(0.05)
-            pids = runsc_sandbox_pids(container.id)
-        refused = sorted({f for pid in pids for f in refused_sandbox_flags(process_argv(pid))})
-        if refused:
-            note = self._discard(container) or " It was removed."
-            raise SandboxError(
-                f"sandbox {container.name} runs under runsc with {' '.join(refused)} (read from "
-                "its runsc-sandbox process on this host), which sandboxes never run under: the "
-                "daemon's runsc is not what its runtimes say, so fix its runsc binary or "
-                f"daemon.json (nothing but Fortress's init ran in it).{note}"
-            )
-        if (container.attrs.get("Config") or {}).get("Cmd"):
-            self._go(container)
-
-    def _go(self, container: Any) -> None:
-        """Tell the proven sandbox's init to run its command; else remove the sandbox."""
-        sink = ExecOutput(4096)
-        try:
-            self._run(container.id, [INIT_TARGET, "go"], None,
-                      time.monotonic() + EXEC_GRACE, sink)  # fmt: skip
-            done = self.client.api.exec_inspect(sink.exec_id)
-        except docker.errors.DockerException:
-            done = {}
-        if done.get("ExitCode") != 0:
-            said = shown(bytes(sink.err.data) or bytes(sink.raw.data))
-            note = self._discard(container) or " It was removed."
-            raise SandboxError(
-                f"sandbox {container.name} could not start its command ({said}): fix the "
-                f"command (or the image), or make the sandbox's /tmp writable.{note}"
-            )
 
     def _discard(self, container: Any) -> str:
         """Remove a container that will not be handed out: '' once it is gone, else a

@@ -23,7 +23,7 @@ from .guards import safe_workdir
 from .limits import Watch
 from .listing import entry
 from .spec import ExecResult, SandboxSpec
-from .stream import ExecOutput, init_status
+from .stream import ExecOutput, init_status, shown
 
 
 def never_started(inspected: dict[str, Any]) -> bool:
@@ -31,12 +31,6 @@ def never_started(inspected: dict[str, Any]) -> bool:
     process ID (a command that ran and exited 126 has one)."""
     started = inspected.get("Pid") or inspected.get("Running")
     return inspected.get("ExitCode") == 126 and not started
-
-
-def shown(data: bytes, limit: int = 300) -> str:
-    """A daemon's bytes as one bounded, printable line for a message or an audit event."""
-    text = data[:limit].decode(errors="replace")
-    return "".join(c if c.isprintable() else " " for c in text).strip()
 
 
 class CommandsMixin:
@@ -75,7 +69,9 @@ class CommandsMixin:
         began = time.monotonic()
         ends = began + timeout
         settle = ends + EXEC_GRACE  # the init's report, and every look after it, by then
-        watch = Watch(container.id)  # the sandbox's cgroup counters, watched while it runs
+        pids = self.prove_running(container)  # type: ignore[attr-defined]
+        # The sandbox's cgroup counters, watched while it runs.
+        watch = Watch(container.id, pids=pids)
         try:
             for attempt in range(1, EXEC_START_TRIES + 1):
                 sink = ExecOutput(max_output)

@@ -79,6 +79,12 @@ RUNSC_FLAGS = {
 # (RUNSC_FLAGS): the library reads that process's command line on the host after start and
 # refuses any other flag, whatever the daemon says of its runtimes.
 RUNSC_OWN_FLAGS = ("--root", "--log", "--log-format", "--log-fd", "--systemd-cgroup")
+# The runsc binaries a sandbox may run under: every RUNSC_DIGESTS/*.sha256 (root's, written
+# by no one else) lists sha256 digests in sha256sum's format. The gvisor role publishes the
+# host's runsc (gvisor.sha256), outer_sandbox its outer image's (outer-image-<id>.sha256).
+# After start the library hashes the binary the runsc-sandbox process runs and refuses one
+# not listed.
+RUNSC_DIGESTS = "/etc/fortress/runsc.d"
 # Paths a mount may never cover inside a sandbox.
 NOT_A_TARGET = (
     "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run",

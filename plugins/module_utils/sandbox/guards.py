@@ -1,16 +1,14 @@
 # Copyright: Fortress developers
 # Apache-2.0
-"""Checks at the boundary: the daemon socket, mounts, paths inside a sandbox, the runtime."""
+"""Checks at the boundary: the daemon socket, mounts, paths inside a sandbox."""
 
 from __future__ import annotations
 
 import os
 import posixpath
-import re
 import stat
-from typing import Any
 
-from .contract import NOT_A_TARGET, RUNSC_FLAGS, RUNSC_OWN_FLAGS
+from .contract import NOT_A_TARGET
 from .errors import SandboxError
 from .hostfs import verified_path
 from .spec import Mount
@@ -112,96 +110,3 @@ def safe_workdir(path: str | None) -> str | None:
             "mount."
         )
     return clean
-
-
-CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-
-
-def process_argv(pid: int, proc: str = "/proc") -> list[bytes]:
-    """A process's command line, at most 64 KiB of it; [] when it is gone."""
-    try:
-        with open(f"{proc}/{pid}/cmdline", "rb") as f:
-            return f.read(65536).split(b"\0")
-    except OSError:
-        return []
-
-
-def runsc_sandbox_pids(container_id: str, proc: str = "/proc") -> list[int]:
-    """Host PIDs of runsc-sandbox processes whose command line carries container_id, which
-    must be a full container ID (a daemon's answer is hostile: an empty or short "ID" would
-    match every sandbox on the host)."""
-    if not isinstance(container_id, str) or not CONTAINER_ID.fullmatch(container_id):
-        return []
-    found = []
-    for entry in os.listdir(proc):
-        if not (entry.isascii() and entry.isdigit()):
-            continue
-        argv = process_argv(int(entry), proc)
-        if argv and argv[0] == b"runsc-sandbox" and any(container_id.encode() in a for a in argv):
-            found.append(int(entry))
-    return found
-
-
-def refused_sandbox_flags(argv: list[bytes]) -> list[str]:
-    """The global flags of a runsc-sandbox process (before `boot`) that are neither runsc's
-    own (RUNSC_OWN_FLAGS) nor allowed by RUNSC_FLAGS: what the sandbox really runs with."""
-    if b"boot" not in argv[1:]:
-        return [repr(b" ".join(argv)[:200])]
-    refused = []
-    for raw in argv[1 : argv.index(b"boot", 1)]:
-        arg = raw.decode("ascii", errors="replace")
-        name, value = [*arg.split("=", 1), ""][:2]
-        # runsc writes its own flags as --name=value: a bare one would take the next
-        # argument as its value, and that argument could be the "boot" this check stops at.
-        own = name in RUNSC_OWN_FLAGS and "=" in arg
-        if not own and value not in RUNSC_FLAGS.get(name, ()):
-            refused.append(repr(arg[:200]) if not arg.isprintable() else arg[:200])
-    return refused
-
-
-RUNTIME_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
-
-
-def refused_runsc_flags(args: Any) -> list[str]:
-    """The arguments of a runsc runtime that RUNSC_FLAGS does not allow (all of them if args
-    is not a list of strings: a daemon's answer is hostile)."""
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        return [repr(args)[:200]]
-    refused = []
-    for arg in args:
-        name, value = [*arg.split("=", 1), ""][:2]
-        if value not in RUNSC_FLAGS.get(name, ()):
-            refused.append(arg[:200])
-    return refused
-
-
-def check_runsc_runtime(name: str, runtimes: Any) -> None:
-    """Refuse a runtime that is not runsc run with allowed flags only, by what the daemon
-    says of it (`docker info`), before anything is created under it."""
-    known = runtimes if isinstance(runtimes, dict) else {}
-    runtime = known.get(name) if isinstance(known.get(name), dict) else {}
-    path = runtime.get("path")
-    # A plain path: Docker writes a runtime with arguments into a shell script unquoted, so
-    # "/usr/bin/runsc --strace" would run runsc with --strace. A shim runtime (runtimeType,
-    # options) takes its flags from a file this check cannot read.
-    is_runsc = (
-        isinstance(path, str)
-        and RUNTIME_PATH.fullmatch(path) is not None
-        and posixpath.basename(path) == "runsc"
-        and not {"runtimeType", "options"} & set(runtime)
-    )
-    if not name.startswith("runsc") or not is_runsc:
-        raise SandboxError(
-            f"runtime {name[:100]!r} is not a runsc runtime of this daemon (it has "
-            f"{', '.join(sorted(str(k)[:100] for k in known)[:20])}): sandboxes run only under "
-            "gVisor; converge site.yml (the gvisor role for a host's daemon, outer_sandbox for "
-            "an outer container's)."
-        )
-    refused = refused_runsc_flags(runtime.get("runtimeArgs", []))
-    if refused:
-        raise SandboxError(
-            f"runtime {name!r} runs runsc with {' '.join(refused)}, which sandboxes never run "
-            f"under (allowed: {', '.join(RUNSC_FLAGS)} with their safe values; a debug or "
-            "strace runtime is for debugging gVisor, not for agents): pick another runtime or "
-            "fix its runtimeArgs in daemon.json (gvisor_runtime_extra_args)."
-        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from .guards import runsc_sandbox_pids
+from .runtime import runsc_sandbox_pids
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 # limit: (cgroup v1 controller, v1 file, v2 file, key of the counter)
@@ -62,9 +62,13 @@ class Watch:
     INTERVAL = 0.01
     MAX_UPDATES = 1000  # a file that keeps signalling stops being watched
 
-    def __init__(self, container_id: str, proc: str = "/proc", root: str = CGROUP_ROOT):
+    def __init__(
+        self, container_id: str, proc: str = "/proc", root: str = CGROUP_ROOT,
+        pids: list[int] | None = None,
+    ) -> None:  # fmt: skip
         self.files: dict[int, tuple[str, str]] = {}  # fd: (limit, key)
-        for pid in runsc_sandbox_pids(container_id, proc)[:4]:
+        found = runsc_sandbox_pids(container_id, proc) if pids is None else pids
+        for pid in found[:4]:
             for limit, where in cgroup_dirs(pid, proc, root).items():
                 if container_id not in os.path.basename(where):
                     continue  # not the sandbox's own cgroup (its outer's, or a planted one)

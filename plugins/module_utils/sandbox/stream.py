@@ -29,6 +29,12 @@ _INIT_STATUS = re.compile(
 )
 
 
+def shown(data: bytes, limit: int = 300) -> str:
+    """A daemon's bytes as one bounded, printable line for a message or an audit event."""
+    text = data[:limit].decode(errors="replace")
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
 class _Frames:
     """Frames read as they arrive, never held whole: a header of HEADER bytes (read by
     _parse into (kind, size), or a StreamError), then size bytes. At most a header is kept
@@ -121,12 +127,7 @@ class InitFrames(_Frames):
         self.status: bytes | None = None
 
     def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
-        for kind, piece in self._frames(data):
-            if self.status is not None:
-                raise StreamError(
-                    "the sandbox's init sent bytes after its status: a hostile or broken "
-                    "daemon; the exec was ended."
-                )
+        for kind, piece in self._frames(data):  # _parse refuses any frame after the status
             if kind != INIT_STATUS:
                 yield kind, piece
                 continue
