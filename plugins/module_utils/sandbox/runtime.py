@@ -114,11 +114,14 @@ def check_runsc_runtime(name: str, runtimes: Any) -> None:
 
 DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_BINARY = 1 << 30  # runsc is about 30 MB; a larger "binary" is not one a role installed
-# sha256 of a binary by (device, inode, size, mtime, ctime), for the host daemon's sandboxes
-# only: their runsc is a file of the host's own filesystems, whose metadata root in an outer
-# cannot forge (an in-place rewrite changes the ctime). An outer's runsc is not cached so:
-# root in an outer can mount a filesystem of its own making (erofs from a plain file) whose
-# metadata it chose, and present another file under a key seen before (attack review).
+# sha256 of a binary by (device, inode, size, mtime, ctime), where that key names one file's
+# content: a file of the host daemon's (the host's filesystems are root's alone), or on a
+# filesystem of a block device (an outer's runsc in its image's layers: the overlay reports
+# the host disk's device and inode). An in-place rewrite changes the ctime, which no one
+# sets. Never for an outer's file on an anonymous device (major 0): root in an outer can
+# mount a filesystem of its own making (erofs from a plain file, FUSE) whose metadata it
+# chose and present another file under a key seen before (attack review); no outer has a
+# block device to mount.
 _FILES: dict[tuple[int, ...], str] = {}
 # sha256 by process instance (pid, start time): the binary a running process was started
 # from does not change under it, so a process is hashed once per adapter process.
@@ -187,7 +190,7 @@ def _root_owned(st: os.stat_result, path: str) -> None:
 def binary_digest(pid: int, proc: str = "/proc", host: bool = False) -> str:
     """The sha256 of the binary process pid runs, read through its /proc exe link (the file
     the process was started from, whatever its path names now). Cached per process, and per
-    file for a host daemon's sandboxes (host=True; see _FILES)."""
+    file where the file's key names its content (host=True for a host daemon's; _FILES)."""
     fd = _opened(
         f"{proc}/{pid}/exe", os.O_RDONLY | os.O_CLOEXEC,
         f"the runsc-sandbox process {pid} is gone or its binary cannot be read ({{}}): the "
@@ -197,7 +200,8 @@ def binary_digest(pid: int, proc: str = "/proc", host: bool = False) -> str:
         instance = (pid, _start_time(pid, proc))
         st = os.fstat(f.fileno())
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        known = _PROCESSES.get(instance) or (_FILES.get(key) if host else None)
+        by_file = host or os.major(st.st_dev) != 0
+        known = _PROCESSES.get(instance) or (_FILES.get(key) if by_file else None)
         if known is None and (not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BINARY):
             known = "not a binary a role installed"
         if known is None:
@@ -205,7 +209,7 @@ def binary_digest(pid: int, proc: str = "/proc", host: bool = False) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
             known = digest.hexdigest()
-            if host:
+            if by_file:
                 _FILES[key] = known
         if instance[1] >= 0:
             _PROCESSES[instance] = known

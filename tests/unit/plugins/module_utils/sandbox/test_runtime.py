@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -227,29 +228,40 @@ def test_the_binary_a_process_runs_is_hashed_once_per_file_and_again_when_rewrit
         runtime.binary_digest(proc.pid)
 
 
-def test_an_outers_runsc_is_never_taken_from_the_file_cache(tmp_path: Path) -> None:
+def test_an_outers_runsc_on_a_filesystem_it_can_mount_is_never_taken_from_the_file_cache(
+    tmp_path: Path,
+) -> None:
     """Attack review: root in an outer mounts a filesystem of its own making (erofs from a
     plain file), whose metadata it chose, and presents a modified runsc under the device,
-    inode, size, mtime and ctime of the genuine one hashed before. Here the cache holds the
-    genuine digest under the key of the file the process runs, as that attack leaves it:
-    a host daemon's sandbox would take it (the host's filesystems are root's alone); an
-    outer's (host=False) is hashed from what it runs."""
-    binary = tmp_path / "runsc"
-    shutil.copy("/bin/sleep", binary)
-    proc = _running(binary)
+    inode, size, mtime and ctime of the genuine one hashed before. Such a mount has an
+    anonymous device (major 0; here a tmpfs). The cache holds the genuine digest under the
+    key of the file the process runs, as that attack leaves it: an outer's (host=False)
+    sandbox is hashed from what it runs; a host daemon's would take it (red control), as
+    would an outer's runsc on a block device's filesystem (its image's layers on the host's
+    disk), which root in an outer cannot mount."""
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
     try:
-        st = os.stat(f"/proc/{proc.pid}/exe")
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        runtime._FILES[key] = "genuine-" + "0" * 56
-        real = hashlib.sha256(binary.read_bytes()).hexdigest()
-        assert runtime.binary_digest(proc.pid, host=False) == real
-        runtime._PROCESSES.clear()
-        assert runtime.binary_digest(proc.pid, host=True) == runtime._FILES[key]  # red control
+        for where, by_file in ((shm, False), (tmp_path, True)):
+            binary = where / "runsc"
+            shutil.copy("/bin/sleep", binary)
+            proc = _running(binary)
+            st = os.stat(f"/proc/{proc.pid}/exe")
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            assert (os.major(st.st_dev) != 0) is by_file, (where, st.st_dev)
+            try:
+                runtime._FILES[key] = "genuine-" + "0" * 56
+                real = hashlib.sha256(binary.read_bytes()).hexdigest()
+                taken = runtime.binary_digest(proc.pid, host=False)
+                assert taken == (runtime._FILES[key] if by_file else real), where
+                runtime._PROCESSES.clear()
+                assert runtime.binary_digest(proc.pid, host=True) == runtime._FILES[key]
+            finally:
+                runtime._FILES.pop(key, None)
+                runtime._PROCESSES.clear()
+                proc.kill()
+                proc.wait()
     finally:
-        runtime._FILES.pop(key, None)
-        runtime._PROCESSES.clear()
-        proc.kill()
-        proc.wait()
+        shutil.rmtree(shm)
 
 
 def _published(tmp_path: Path, *binaries: bytes) -> Path:
