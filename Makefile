@@ -91,7 +91,7 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	@$(STAGE) bootstrap 300 bash scripts/bootstrap.sh \
 	 && $(STAGE) images 360 $(LAB) images --kind all \
 	 && { set -m; { { $(STAGE) vm-lab 180 $(MAKE) --no-print-directory vm-lab \
-	          && $(STAGE) molecule-vm 3000 $(MAKE) --no-print-directory molecule SCENARIOS=vm; \
+	          && $(STAGE) molecule-vm 3300 $(MAKE) --no-print-directory molecule SCENARIOS=vm; \
 	        } > $(VM_LOG) 2>&1 < /dev/null & } ; vm=$$!; set +m; \
 	      trap 'kill -TERM -- -'$$vm' 2>/dev/null; exit 130' INT TERM; \
 	      echo "[test] the VM lab tests and the VM scenario run beside the next stages (log: $(VM_LOG))"; \
@@ -99,10 +99,10 @@ test: ## Everything CI runs, with per-stage timings against budgets
 	      $(STAGE) lint 60 $(MAKE) --no-print-directory lint \
 	      && $(STAGE) unit 180 $(MAKE) --no-print-directory unit \
 	      && $(STAGE) build-sanity 150 $(MAKE) --no-print-directory sanity \
-	      && $(STAGE) integration 1020 $(MAKE) --no-print-directory integration \
+	      && $(STAGE) integration 1200 $(MAKE) --no-print-directory integration \
 	           PYTEST_ARGS=--ignore=$(VM_LAB_TESTS) \
-	      && $(STAGE) molecule-default 1020 $(MAKE) --no-print-directory molecule SCENARIOS=default \
-	      && $(STAGE) molecule-outer_dind 720 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
+	      && $(STAGE) molecule-default 1140 $(MAKE) --no-print-directory molecule SCENARIOS=default \
+	      && $(STAGE) molecule-outer_dind 840 $(MAKE) --no-print-directory molecule SCENARIOS=outer_dind; \
 	      rc=$$?; echo "[test] waiting for the VM scenario"; \
 	      wait $$vm || rc=1; cat $(VM_LOG); (exit $$rc); }; \
 	 rc=$$?; $(STAGE) --summary || rc=1; $(BIN)/python -m fortress_lab report $(REPORTS) || rc=1; exit $$rc
